@@ -1,0 +1,9 @@
+"""Exceptions the engine raises on purpose, so front ends can tell them from bugs."""
+
+
+class InputError(ValueError):
+    """The input cannot be denoised as given; the message is one line for the user."""
+
+
+class Cancelled(RuntimeError):
+    """The run was cancelled through its cancel event; nothing was written."""

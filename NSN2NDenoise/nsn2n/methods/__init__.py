@@ -1,0 +1,1 @@
+"""Denoising methods: each is a frozen config plus ``fit_predict(slices, config, ...)``."""

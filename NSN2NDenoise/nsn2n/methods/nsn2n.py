@@ -1,0 +1,175 @@
+"""NS-N2N: Neighboring Slice Noise2Noise (Zhou et al., arXiv 2411.10831).
+
+``fit_predict`` trains a 2-D U-Net on one normalised noisy stack ``(D, H, W)`` (slice axis
+first) with neighbouring slices as Noise2Noise targets and returns the denoised stack.
+
+Beyond the paper (each measured in ``nsn2n bench --ablation``):
+
+* runs of K consecutive slices per sample instead of single pairs: every forward pass is
+  used against both neighbours (K = 2 is the paper's sampling);
+* an exponential moving average of the weights over the end of training;
+* test-time averaging over flips/rotations, which the network was trained on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Dict, Optional, Tuple
+
+import numpy as np
+import torch
+
+from ..errors import InputError
+from ..inference import predict_volume
+from ..losses import nsn2n_loss
+from ..nets import UNet2d
+from ..pairs import gather_runs, pair_weights, sample_runs
+from ..training import (CancelEvent, Progress, ProgressCallback, Schedule, autocast_dtype,
+                        check_cancel, resolve_device, train)
+
+TTA_ELEMENTS = {1: (0,), 2: (0, 3), 4: (0, 3, 5, 6), 8: tuple(range(8))}
+
+
+@dataclasses.dataclass(frozen=True)
+class NSN2NConfig:
+    """Every setting of one NS-N2N run; validated on construction."""
+
+    steps: int = 1500
+    max_seconds: Optional[float] = None  # a time cap on training; ends the schedule early
+    width: int = 32
+    depth: int = 3
+    patch: int = 64
+    batch: int = 4
+    run_length: int = 4
+    learning_rate: float = 2e-3
+    lambda_rc: float = 0.5
+    lambda_ic: float = 1.0
+    use_mask: bool = True
+    tau: float = 0.03
+    lowpass_sigma: float = 2.0
+    tta: int = 8
+    ema_fraction: float = 0.05
+    seed: int = 0
+    device: str = "auto"
+
+    def __post_init__(self):
+        checks = [
+            (self.steps >= 1, "steps must be >= 1"),
+            (self.max_seconds is None or self.max_seconds > 0, "max_seconds must be > 0"),
+            (self.width >= 4, "width must be >= 4"),
+            (1 <= self.depth <= 5, "depth must be in 1..5"),
+            (self.patch >= 8 and self.patch % 2 ** self.depth == 0,
+             "patch must be >= 8 and a multiple of 2**depth"),
+            (self.batch >= 1, "batch must be >= 1"),
+            (self.run_length >= 2, "run_length must be >= 2"),
+            (self.learning_rate > 0, "learning_rate must be > 0"),
+            (self.lambda_rc >= 0 and self.lambda_ic >= 0, "loss weights must be >= 0"),
+            (0 < self.tau < 1, "tau is on the normalised scale and must be in (0, 1)"),
+            (self.lowpass_sigma >= 0, "lowpass_sigma must be >= 0"),
+            (self.tta in TTA_ELEMENTS, f"tta must be one of {sorted(TTA_ELEMENTS)}"),
+            (0 <= self.ema_fraction <= 1, "ema_fraction must be in [0, 1]"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+
+
+# Step counts, not seconds, define the presets: the same seed then gives the same output
+# on any machine.  Training cost per step does not depend on the volume size (fixed crops).
+PRESETS: Dict[str, Dict] = {
+    "fast": dict(steps=400, tta=4),
+    "balanced": dict(steps=1500, tta=8),
+    "best": dict(steps=4000, tta=8),
+}
+
+
+def config_for(preset: str = "balanced", **overrides) -> NSN2NConfig:
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    values = dict(PRESETS[preset])
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return NSN2NConfig(**values)
+
+
+def _effective_patch(config: NSN2NConfig, height: int, width: int) -> int:
+    multiple = 2 ** config.depth
+    patch = min(config.patch, (min(height, width) // multiple) * multiple)
+    if patch < multiple:
+        raise InputError(f"slices of {height}x{width} pixels are too small; at least "
+                         f"{multiple}x{multiple} are needed")
+    return patch
+
+
+def fit_predict(slices: np.ndarray, config: NSN2NConfig,
+                progress: Optional[ProgressCallback] = None,
+                cancel: Optional[CancelEvent] = None,
+                reference: Optional[np.ndarray] = None) -> Tuple[np.ndarray, Dict]:
+    """Train on ``slices`` (float32, normalised, slice axis first) and denoise them.
+
+    ``reference`` replaces the noisy neighbours by a clean target: the supervised upper
+    bound the benchmark compares against.  It is never used by the product.
+    """
+    depth, height, width = slices.shape
+    if depth < 3:
+        raise InputError(f"{depth} slices along the slice axis; at least 3 are needed")
+    patch = _effective_patch(config, height, width)
+    run_length = min(config.run_length, depth)
+    device = resolve_device(config.device)
+    rng = np.random.default_rng(config.seed)
+    started = time.perf_counter()
+
+    if progress is not None:
+        progress(Progress("prepare", 0, 1, float("nan"), 0.0, float("nan")))
+    volume = torch.from_numpy(np.ascontiguousarray(slices, dtype=np.float32))
+    if config.use_mask:
+        mask = pair_weights(volume, config.tau, config.lowpass_sigma)
+        weights, tau, matched = mask.weights, mask.tau, mask.matched_fraction
+    else:
+        weights = torch.ones((depth - 1, height, width))
+        tau, matched = float("nan"), 1.0
+    check_cancel(cancel)
+    target = None if reference is None else torch.from_numpy(
+        np.ascontiguousarray(reference, dtype=np.float32)).to(device)
+    volume, weights = volume.to(device), weights.to(device)
+
+    with torch.random.fork_rng(devices=[]):  # seeded init without touching global state
+        torch.manual_seed(config.seed)
+        model = UNet2d(config.width, config.depth)
+    model = model.to(device).to(memory_format=torch.channels_last)
+    dtype = autocast_dtype(device)
+    need_midpoints = config.lambda_ic > 0 and reference is None
+
+    def batch_loss(step: int) -> torch.Tensor:
+        runs = sample_runs(depth, height, width, run_length, patch, config.batch, rng)
+        images, masks = gather_runs(volume, weights, runs, run_length, patch)
+        inputs = images.reshape(-1, 1, patch, patch)
+        if need_midpoints:
+            midpoints = 0.5 * (images[:, :-1] + images[:, 1:])
+            inputs = torch.cat([inputs, midpoints.reshape(-1, 1, patch, patch)])
+        inputs = inputs.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            predicted = model(inputs).float()
+        count = images.numel() // (patch * patch)
+        outputs = predicted[:count].reshape(images.shape)
+        if target is not None:
+            clean, _ = gather_runs(target, weights, runs, run_length, patch)
+            return ((outputs - clean) ** 2).mean()
+        midpoint_outputs = predicted[count:].reshape(masks.shape) if need_midpoints else None
+        loss, _ = nsn2n_loss(outputs, images, masks, midpoint_outputs,
+                             config.lambda_rc, config.lambda_ic)
+        return loss
+
+    schedule = Schedule(config.steps, config.max_seconds, config.learning_rate)
+    result = train(model, batch_loss, schedule, ema_fraction=config.ema_fraction,
+                   progress=progress, cancel=cancel)
+    trained = result.averaged if config.ema_fraction > 0 else result.model
+    denoised = predict_volume(trained, slices.astype(np.float32, copy=False), device,
+                              multiple=2 ** config.depth, transforms=TTA_ELEMENTS[config.tta],
+                              progress=progress, cancel=cancel)
+    report = dict(method="nsn2n", device=str(device), steps=result.steps,
+                  train_seconds=round(result.seconds, 2),
+                  total_seconds=round(time.perf_counter() - started, 2),
+                  matched_fraction=round(matched, 4), tau=round(tau, 4),
+                  recoveries=result.recoveries, final_loss=result.last_loss)
+    return denoised, report

@@ -1,0 +1,58 @@
+"""The 2-D U-Net that NS-N2N trains on one volume.
+
+Choices where the paper is silent: no normalisation layers (batches are tiny and crops of
+one volume are not i.i.d., so batch statistics are noise), LeakyReLU, nearest upsampling
+followed by a convolution (no checkerboard artefacts), and a residual output
+``x + g(x)`` with the last layer zero-initialised, so an untrained network is the identity:
+training starts from the input rather than from a blank image, and an early stop can
+never return something worse than a copy of the input.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def _block(channels_in: int, channels_out: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(channels_in, channels_out, 3, padding=1), nn.LeakyReLU(0.1, inplace=True),
+        nn.Conv2d(channels_out, channels_out, 3, padding=1), nn.LeakyReLU(0.1, inplace=True),
+    )
+
+
+class UNet2d(nn.Module):
+    """Single-channel in, single-channel out; spatial size must be a multiple of 2**depth."""
+
+    def __init__(self, width: int = 32, depth: int = 3):
+        super().__init__()
+        self.depth = depth
+        widths = [width * 2 ** level for level in range(depth + 1)]
+        self.encoders = nn.ModuleList([_block(1, widths[0])] + [
+            _block(widths[level - 1], widths[level]) for level in range(1, depth + 1)])
+        self.pool = nn.MaxPool2d(2)
+        self.up = nn.ModuleList([
+            nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"),
+                          nn.Conv2d(widths[level + 1], widths[level], 3, padding=1))
+            for level in range(depth)])
+        self.decoders = nn.ModuleList([_block(2 * widths[level], widths[level])
+                                       for level in range(depth)])
+        self.head = nn.Conv2d(widths[0], 1, 1)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    @property
+    def multiple(self) -> int:
+        return 2 ** self.depth
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skips = []
+        h = x
+        for level, encoder in enumerate(self.encoders):
+            h = encoder(h)
+            if level < self.depth:
+                skips.append(h)
+                h = self.pool(h)
+        for level in reversed(range(self.depth)):
+            h = self.decoders[level](torch.cat([self.up[level](h), skips[level]], dim=1))
+        return x + self.head(h).to(x.dtype)

@@ -1,0 +1,151 @@
+"""Neighbouring-slice pairs and their weight masks W (NS-N2N, Zhou et al. 2024).
+
+Slices ``k`` and ``k+1`` of one volume are a Noise2Noise pair where anatomy continues
+across them.  W_k marks those pixels: it compares strongly low-pass filtered neighbours,
+so the noise cannot decide the matched/unmatched split, while the training targets stay
+the raw noisy slices (a filtered target would break the Noise2Noise argument).
+
+Choice where the paper is silent: the low-pass is a Gaussian (sigma 2 px) rather than
+NLM + 5x5 median.  On the MRI slab it matched the NLM mask's quality at a fraction of its
+cost (shared/research/benchmark-data.md section 8); NLM dominates NS-N2N's preparation time.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def gaussian_lowpass(slices: torch.Tensor, sigma: float) -> torch.Tensor:
+    """In-plane Gaussian filter of a ``(D, H, W)`` stack, reflect-padded, per slice."""
+    if sigma <= 0:
+        return slices.clone()
+    radius = max(1, int(math.ceil(3 * sigma)))
+    taps = torch.arange(-radius, radius + 1, dtype=slices.dtype, device=slices.device)
+    kernel = torch.exp(-0.5 * (taps / sigma) ** 2)
+    kernel = kernel / kernel.sum()
+    x = slices.unsqueeze(1)
+    pad_h = min(radius, x.shape[-2] - 1)
+    pad_w = min(radius, x.shape[-1] - 1)
+    # Reflect padding needs pad < size; shrink the kernel on tiny images instead.
+    kh = kernel[radius - pad_h: radius + pad_h + 1]
+    kw = kernel[radius - pad_w: radius + pad_w + 1]
+    x = F.pad(x, (pad_w, pad_w, 0, 0), mode="reflect")
+    x = F.conv2d(x, (kw / kw.sum()).view(1, 1, 1, -1))
+    x = F.pad(x, (0, 0, pad_h, pad_h), mode="reflect")
+    x = F.conv2d(x, (kh / kh.sum()).view(1, 1, -1, 1))
+    return x.squeeze(1)
+
+
+class PairWeights(NamedTuple):
+    """W_k for the pairs (k, k+1), k = 0 .. D-2, and the threshold actually used."""
+
+    weights: torch.Tensor  # (D-1, H, W), float 0/1
+    tau: float
+    matched_fraction: float
+
+
+def pair_weights(slices: torch.Tensor, tau: float, lowpass_sigma: float,
+                 chunk: int = 32) -> PairWeights:
+    """Hard mask ``W_k = 1[|LPF(x_k) - LPF(x_{k+1})| <= tau]`` on the normalized scale.
+
+    ``tau`` is on the normalized [0, 1] intensity scale.  It is raised to three robust
+    standard deviations of the filtered residual when the noise is so strong that its
+    low-passed remainder alone would exceed ``tau``: otherwise noise, not anatomy, would
+    decide the mask.  Works in chunks of slices so a 512x512x300 CT stays in memory bounds.
+    """
+    depth = slices.shape[0]
+    if depth < 2:
+        raise ValueError("need at least two slices to form a pair")
+    residuals = torch.empty((depth - 1,) + tuple(slices.shape[1:]), dtype=torch.float32)
+    previous = None
+    for start in range(0, depth, chunk):
+        low = gaussian_lowpass(slices[start:start + chunk].float(), lowpass_sigma)
+        if previous is not None:
+            residuals[start - 1] = (low[0] - previous).abs()
+        if low.shape[0] > 1:
+            residuals[start:start + low.shape[0] - 1] = (low[1:] - low[:-1]).abs()
+        previous = low[-1]
+    noise_floor = 3.0 * _robust_std(residuals)
+    used_tau = max(float(tau), noise_floor)
+    weights = (residuals <= used_tau).float()
+    return PairWeights(weights, used_tau, float(weights.mean()))
+
+
+def _robust_std(residuals: torch.Tensor, samples: int = 1_000_000) -> float:
+    """Std of |residual| treated as half-normal, from its median (anatomy is the minority)."""
+    flat = residuals.reshape(-1)
+    if flat.numel() > samples:  # a strided subsample is plenty for a median
+        flat = flat[:: flat.numel() // samples]
+    return float(flat.median()) / 0.6745
+
+
+class RunBatch(NamedTuple):
+    """Where to crop a batch of runs of consecutive slices, and how to augment each."""
+
+    starts: np.ndarray  # first slice of each run
+    rows: np.ndarray
+    cols: np.ndarray
+    transforms: np.ndarray  # dihedral group element 0..7 per run
+
+
+def sample_runs(depth: int, height: int, width: int, run_length: int, patch: int,
+                batch: int, rng: np.random.Generator) -> RunBatch:
+    """Draw ``batch`` runs of ``run_length`` consecutive slices and their crop positions.
+
+    A run of K slices holds K-1 neighbouring pairs, each used in both directions, so every
+    forward pass of a slice is used against both of its neighbours.  K = 2 is the paper's
+    pair sampling.
+    """
+    if run_length < 2 or run_length > depth:
+        raise ValueError(f"run_length must be in [2, {depth}], got {run_length}")
+    return RunBatch(
+        rng.integers(0, depth - run_length + 1, size=batch),
+        rng.integers(0, max(1, height - patch + 1), size=batch),
+        rng.integers(0, max(1, width - patch + 1), size=batch),
+        rng.integers(0, 8, size=batch),
+    )
+
+
+def dihedral(x: torch.Tensor, element: int) -> torch.Tensor:
+    """Apply one of the 8 flips/rotations of the square to the last two axes."""
+    if element & 4:
+        x = x.transpose(-1, -2)
+    if element & 1:
+        x = x.flip(-1)
+    if element & 2:
+        x = x.flip(-2)
+    return x
+
+
+def inverse_dihedral(x: torch.Tensor, element: int) -> torch.Tensor:
+    if element & 2:
+        x = x.flip(-2)
+    if element & 1:
+        x = x.flip(-1)
+    if element & 4:
+        x = x.transpose(-1, -2)
+    return x
+
+
+def gather_runs(volume: torch.Tensor, weights: torch.Tensor, runs: RunBatch, run_length: int,
+                patch: int):
+    """Crop the sampled runs: images ``(B, K, P, P)`` and their pair weights ``(B, K-1, P, P)``.
+
+    The same crop and the same dihedral transform go to every slice of a run and to its
+    weights, so pairs stay aligned.
+    """
+    images, masks = [], []
+    for start, row, col, element in zip(*runs):
+        window = (slice(row, row + patch), slice(col, col + patch))
+        img = volume[start:start + run_length][(slice(None),) + window]
+        msk = weights[start:start + run_length - 1][(slice(None),) + window]
+        if element & 4 and img.shape[-1] != img.shape[-2]:
+            element = element & 3  # transposing a non-square crop would break the batch
+        images.append(dihedral(img, int(element)))
+        masks.append(dihedral(msk, int(element)))
+    return torch.stack(images), torch.stack(masks)

@@ -1,0 +1,111 @@
+"""From a :class:`Volume` to a denoised :class:`Volume`: the one entry every front end uses.
+
+The command line, the Slicer logic and the benchmark all call :func:`denoise`.  It owns
+what is not the method's business: validation, slice-axis choice, intensity
+normalisation and its exact inverse, the Rician bias correction and the output pixel type.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Dict, Optional, Tuple, Union
+
+import numpy as np
+
+from . import intensity
+from .errors import InputError
+from .methods import nsn2n
+from .training import CancelEvent, ProgressCallback, resolve_device
+from .volume import Geometry, Volume, cast_like, check_voxels
+
+log = logging.getLogger(__name__)
+
+METHODS = ("auto", "nsn2n")
+
+
+@dataclasses.dataclass(frozen=True)
+class DenoiseOptions:
+    """What a user can choose; ``None`` means "decide from the data"."""
+
+    method: str = "auto"
+    preset: str = "balanced"
+    steps: Optional[int] = None
+    max_minutes: Optional[float] = None
+    seed: int = 0
+    device: str = "auto"
+    slice_axis: Union[str, int] = "auto"
+    modality: Optional[str] = None
+    bias_correction: Optional[bool] = None
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise InputError(f"unknown method {self.method!r}; choose one of "
+                             + ", ".join(METHODS))
+        if self.slice_axis not in ("auto", 0, 1, 2):
+            raise InputError(f"slice axis must be auto, 0, 1 or 2, not {self.slice_axis!r}")
+        self.method_config()  # every other option is checked by the method's config
+        resolve_device(self.device)
+
+    def method_config(self) -> nsn2n.NSN2NConfig:
+        max_seconds = None if self.max_minutes is None else 60.0 * self.max_minutes
+        try:
+            return nsn2n.config_for(self.preset, steps=self.steps, max_seconds=max_seconds,
+                                    seed=self.seed, device=self.device)
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
+
+
+def resolve_slice_axis(geometry: Geometry, requested: Union[str, int] = "auto") -> int:
+    """Array axis (0, 1, 2 of the ``(k, j, i)`` array) that runs across slices.
+
+    By default the axis with the largest spacing: the through-plane axis of a typical
+    acquisition, whose neighbouring slices have independent noise.  Ties (isotropic
+    voxels) go to array axis 0, the file's slice order.
+    """
+    if requested != "auto":
+        return int(requested)
+    spacing_by_array_axis = list(reversed(geometry.spacing))  # ITK is (i, j, k)
+    largest = max(spacing_by_array_axis)
+    return next(axis for axis, s in enumerate(spacing_by_array_axis)
+                if np.isclose(s, largest, rtol=1e-3))
+
+
+def estimate_rician_sigma(array: np.ndarray, slice_axis: int) -> float:
+    """Background Rayleigh mode where there is air, else cross-slice second differences."""
+    sigma = intensity.rician_background_sigma(array)
+    return sigma if sigma is not None else intensity.slice_noise_sigma(array, slice_axis)
+
+
+def denoise(volume: Volume, options: DenoiseOptions = DenoiseOptions(),
+            progress: Optional[ProgressCallback] = None,
+            cancel: Optional[CancelEvent] = None) -> Tuple[Volume, Dict]:
+    """Denoise ``volume``; returns the result (same geometry and pixel type) and a report."""
+    array = volume.array
+    check_voxels(array)
+    axis = resolve_slice_axis(volume.geometry, options.slice_axis)
+    if array.shape[axis] < 3:
+        raise InputError(f"{array.shape[axis]} slices along axis {axis}; at least 3 are "
+                         "needed")
+    modality = intensity.infer_modality(array, options.modality or volume.modality)
+    correct_bias = (modality == intensity.MR if options.bias_correction is None
+                    else options.bias_correction)
+    if correct_bias and array.min() < 0:
+        raise InputError("Rician bias correction needs a magnitude image (no negative "
+                         "values); turn it off for this volume")
+
+    slices = np.moveaxis(array, axis, 0)
+    normalization = intensity.Normalization.fit(slices, keep_zero=correct_bias)
+    denoised, report = nsn2n.fit_predict(normalization.apply(slices), options.method_config(),
+                                         progress, cancel)
+    log.info("NS-N2N mask: %.1f %% of pixels matched (tau %.3f on the normalised scale)",
+             100 * report["matched_fraction"], report["tau"])
+    result = normalization.invert(denoised)
+    if correct_bias:
+        sigma = estimate_rician_sigma(slices, 0)
+        result = intensity.rician_bias_correct(result, sigma)
+        report["rician_sigma"] = sigma
+    result = cast_like(np.moveaxis(result, 0, axis), array.dtype)
+    report.update(slice_axis=axis, modality=modality, bias_correction=correct_bias,
+                  preset=options.preset, seed=options.seed)
+    return volume.with_array(result), report

@@ -1,0 +1,71 @@
+"""Before/after picture: the same slices of input, output and their difference, as PNG.
+
+Written with zlib alone so the engine needs no plotting library.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputError
+
+
+def check_png_path(path) -> Path:
+    """Validate a picture path before any work is done."""
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        raise InputError(f"the preview must be a .png file, not {path.name!r}")
+    parent = path.resolve().parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise InputError(f"preview folder is not writable: {parent}")
+    return path
+
+
+def write_png(path, gray: np.ndarray) -> Path:
+    """Write an 8-bit grayscale image (rows, cols) as PNG."""
+    image = np.ascontiguousarray(gray, dtype=np.uint8)
+    rows = b"".join(b"\x00" + row.tobytes() for row in image)
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+
+    header = struct.pack(">IIBBBBB", image.shape[1], image.shape[0], 8, 0, 0, 0, 0)
+    payload = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+               + chunk(b"IDAT", zlib.compress(rows, 9)) + chunk(b"IEND", b""))
+    path = Path(path)
+    path.write_bytes(payload)
+    return path
+
+
+def montage(before: np.ndarray, after: np.ndarray, slice_axis: int = 0,
+            count: int = 3) -> np.ndarray:
+    """Rows of [input | output | difference] for ``count`` evenly spaced slices.
+
+    Input and output share one window (0.5-99.5 percentiles of the input) so they compare
+    honestly; the difference is centred on mid-gray with its own symmetric window.
+    """
+    before = np.moveaxis(before, slice_axis, 0).astype(np.float32)
+    after = np.moveaxis(after, slice_axis, 0).astype(np.float32)
+    low, high = np.percentile(before, [0.5, 99.5])
+    difference = before - after
+    spread = float(np.percentile(np.abs(difference), 99.5)) or 1.0
+    picks = np.linspace(0, before.shape[0] - 1, count + 2)[1:-1].round().astype(int)
+
+    def window(x, lo, hi):
+        return np.clip((x - lo) / max(hi - lo, 1e-12) * 255.0, 0, 255)
+
+    gap = np.full((before.shape[1], 4), 255.0)
+    rows = [np.hstack([window(before[k], low, high), gap, window(after[k], low, high), gap,
+                       window(difference[k], -spread, spread)]) for k in picks]
+    separator = np.full((4, rows[0].shape[1]), 255.0)
+    stacked = [rows[0]]
+    for row in rows[1:]:
+        stacked += [separator, row]
+    # Flip rows so "up" in the picture is anterior/superior for the usual LPS layout.
+    return np.flipud(np.vstack(stacked)) if slice_axis != 0 else np.vstack(stacked)

@@ -1,0 +1,170 @@
+"""The training loop shared by every method: budget, schedule, EMA, progress, cancel.
+
+A method supplies ``batch_loss(step)``, the loss of one freshly drawn batch; this module
+owns everything around it.  Nothing here is random: the method draws its batches from
+its own seeded generator, so the same seed and step count give the same weights.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import time
+from typing import Callable, Optional, Protocol
+
+import torch
+
+from .errors import Cancelled, InputError
+
+
+class CancelEvent(Protocol):
+    def is_set(self) -> bool: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class Progress:
+    """What a progress callback receives; ``remaining`` is an estimate in seconds."""
+
+    phase: str  # "prepare", "train", "predict"
+    step: int
+    total: int
+    loss: float
+    elapsed: float
+    remaining: float
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` picks CUDA, then Apple MPS, then the CPU; a named device must exist."""
+    name = (name or "auto").lower()
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError("device 'cuda' requested but no CUDA GPU is available")
+    if name == "mps" and not (getattr(torch.backends, "mps", None)
+                              and torch.backends.mps.is_available()):
+        raise InputError("device 'mps' requested but Apple MPS is not available")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise InputError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps") from None
+
+
+def autocast_dtype(device: torch.device) -> Optional[torch.dtype]:
+    """bfloat16 where the hardware runs it natively, else full precision.
+
+    On CPUs with AVX512-BF16/AMX, bf16 autocast made a training step about 5x faster than
+    fp32 at this network size (shared/research/benchmark-data.md section 7); on CPUs
+    without it bf16 is emulated and slower, so those stay in fp32.
+    """
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
+    if device.type == "cpu":
+        try:
+            return torch.bfloat16 if torch.ops.mkldnn._is_mkldnn_bf16_supported() else None
+        except (AttributeError, RuntimeError):
+            return None
+    return None
+
+
+def check_cancel(cancel: Optional[CancelEvent]) -> None:
+    if cancel is not None and cancel.is_set():
+        raise Cancelled("cancelled")
+
+
+@dataclasses.dataclass(frozen=True)
+class Schedule:
+    """Warm-up then cosine decay, driven by whichever runs out first: steps or seconds.
+
+    Tying the learning rate to the fraction of the budget spent means a time-limited run
+    still anneals properly instead of stopping at a high learning rate.
+    """
+
+    steps: int
+    max_seconds: Optional[float]
+    peak_lr: float
+    warmup: float = 0.05
+    final_ratio: float = 0.02
+
+    def fraction(self, step: int, elapsed: float) -> float:
+        by_steps = step / self.steps
+        by_time = elapsed / self.max_seconds if self.max_seconds else 0.0
+        return min(1.0, max(by_steps, by_time))
+
+    def lr(self, fraction: float) -> float:
+        if fraction < self.warmup:
+            return self.peak_lr * (0.1 + 0.9 * fraction / self.warmup)
+        cosine = 0.5 * (1 + math.cos(math.pi * (fraction - self.warmup) / (1 - self.warmup)))
+        return self.peak_lr * (self.final_ratio + (1 - self.final_ratio) * cosine)
+
+
+@dataclasses.dataclass
+class TrainResult:
+    model: torch.nn.Module  # the weights after the last step
+    averaged: torch.nn.Module  # their exponential moving average
+    steps: int
+    last_loss: float
+    seconds: float
+    recoveries: int
+
+
+def train(model: torch.nn.Module, batch_loss: Callable[[int], torch.Tensor],
+          schedule: Schedule, *, ema_fraction: float = 0.05, clip_norm: float = 1.0,
+          progress: Optional[ProgressCallback] = None,
+          cancel: Optional[CancelEvent] = None) -> TrainResult:
+    """Adam with the schedule, gradient clipping, weight EMA and a divergence guard.
+
+    The EMA covers the last ``ema_fraction`` of the run: Noise2Noise gradients are noisy
+    (the target is a noisy slice), and averaging the last iterates is a free ensemble.
+    A non-finite loss (seen once with bf16 at a high learning rate) restores the EMA
+    weights and halves the learning rate instead of returning NaNs.
+    """
+    optimizer = torch.optim.Adam(model.parameters(), lr=schedule.peak_lr)
+    ema = copy.deepcopy(model).requires_grad_(False)
+    decay = 1.0 - 1.0 / max(10.0, ema_fraction * schedule.steps)
+    lr_scale, recoveries, loss_value = 1.0, 0, float("nan")
+    started = time.perf_counter()
+    step = 0
+    while True:
+        elapsed = time.perf_counter() - started
+        fraction = schedule.fraction(step, elapsed)
+        if fraction >= 1.0:
+            break
+        check_cancel(cancel)
+        for group in optimizer.param_groups:
+            group["lr"] = schedule.lr(fraction) * lr_scale
+        loss = batch_loss(step)
+        if not torch.isfinite(loss):
+            recoveries += 1
+            if recoveries > 5:
+                raise FloatingPointError("training diverged repeatedly (non-finite loss)")
+            model.load_state_dict(ema.state_dict())
+            optimizer = torch.optim.Adam(model.parameters(), lr=schedule.peak_lr)
+            lr_scale *= 0.5
+            step += 1
+            continue
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
+        optimizer.step()
+        step += 1
+        with torch.no_grad():
+            beta = min(decay, (1.0 + step) / (10.0 + step))
+            for averaged, current in zip(ema.parameters(), model.parameters()):
+                averaged.lerp_(current, 1.0 - beta)
+        loss_value = float(loss.detach())
+        if progress is not None:
+            elapsed = time.perf_counter() - started
+            done = schedule.fraction(step, elapsed)
+            remaining = elapsed * (1 - done) / done if done > 0 else float("nan")
+            progress(Progress("train", step, schedule.steps, loss_value, elapsed, remaining))
+    return TrainResult(model.eval(), ema.eval(), step, loss_value,
+                       time.perf_counter() - started, recoveries)

@@ -1,0 +1,231 @@
+"""Volume I/O that keeps geometry exactly.
+
+A :class:`Volume` is a numpy array in SimpleITK's index order ``(k, j, i)`` plus the
+geometry and pixel type it came with.  Methods never see geometry; this module restores
+it on write, so size, spacing, origin, direction and pixel type survive a round trip.
+
+Writes are atomic: the image is written into a temporary folder next to the target and
+renamed into place, so a crash or a cancel never leaves a partial output file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import os
+import shutil
+import struct
+import tempfile
+from pathlib import Path
+from typing import Optional, Tuple
+
+import numpy as np
+
+from .errors import InputError
+
+READ_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd", ".dcm")
+WRITE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
+MIN_SLICES = 3
+
+
+@dataclasses.dataclass(frozen=True)
+class Geometry:
+    """Where the voxels sit in physical space (ITK/LPS convention, x-y-z order)."""
+
+    spacing: Tuple[float, float, float]
+    origin: Tuple[float, float, float]
+    direction: Tuple[float, ...]  # 3x3, row-major, as SimpleITK returns it
+
+    @classmethod
+    def identity(cls, spacing=(1.0, 1.0, 1.0)) -> "Geometry":
+        return cls(tuple(float(s) for s in spacing), (0.0, 0.0, 0.0),
+                   (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0))
+
+
+@dataclasses.dataclass(frozen=True)
+class Volume:
+    """Voxels in ``(k, j, i)`` order, their geometry, and what the file said about them."""
+
+    array: np.ndarray
+    geometry: Geometry
+    modality: Optional[str] = None  # "CT", "MR", "US", ... when the file says so
+
+    def with_array(self, array: np.ndarray) -> "Volume":
+        return dataclasses.replace(self, array=array)
+
+
+def suffix_of(path: Path) -> str:
+    name = path.name.lower()
+    return ".nii.gz" if name.endswith(".nii.gz") else path.suffix.lower()
+
+
+def _sitk():
+    # Deferred so that importing the engine stays cheap and side-effect free.
+    import SimpleITK as sitk
+
+    return sitk
+
+
+def read_volume(path) -> Volume:
+    """Read a 3-D scalar volume from a file or a DICOM series folder.
+
+    Raises :class:`InputError` with a one-line message for anything that is not a
+    denoisable 3-D scalar volume.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"input not found: {path}")
+    if not os.access(path, os.R_OK):
+        raise InputError(f"input is not readable: {path}")
+    sitk = _sitk()
+    modality = None
+    try:
+        if path.is_dir():
+            image, modality = _read_dicom_series(path)
+        else:
+            reader = sitk.ImageFileReader()
+            reader.SetFileName(str(path))
+            reader.ReadImageInformation()
+            _check_header(reader.GetDimension(), reader.GetSize(),
+                          reader.GetNumberOfComponents(), path)
+            image = reader.Execute()
+            if reader.HasMetaDataKey("0008|0060"):
+                modality = reader.GetMetaData("0008|0060").strip() or None
+    except InputError:
+        raise
+    except RuntimeError as exc:  # SimpleITK reports unreadable files this way
+        first = str(exc).strip().splitlines()
+        detail = next((line for line in first if "ERROR" in line or "Could not" in line), "")
+        raise InputError(f"cannot read {path}: not a supported image file"
+                         + (f" ({detail.strip()[:120]})" if detail else "")) from None
+    _check_header(image.GetDimension(), image.GetSize(),
+                  image.GetNumberOfComponentsPerPixel(), path)
+    array = sitk.GetArrayFromImage(image)
+    if suffix_of(path) in (".nii", ".nii.gz"):
+        _check_nifti_finite(path)
+    check_voxels(array, str(path))
+    geometry = Geometry(tuple(image.GetSpacing()), tuple(image.GetOrigin()),
+                        tuple(image.GetDirection()))
+    return Volume(array, geometry, modality)
+
+
+def _read_dicom_series(folder: Path):
+    sitk = _sitk()
+    series = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
+    if not series:
+        raise InputError(f"no DICOM series found in folder {folder}")
+    # Several series in one folder: take the one with the most files, the usual
+    # "the volume" in an export, and name it so the choice is visible.
+    files = max((sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), s) for s in series),
+                key=len)
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(files)
+    reader.MetaDataDictionaryArrayUpdateOn()
+    image = reader.Execute()
+    modality = None
+    if reader.HasMetaDataKey(0, "0008|0060"):
+        modality = reader.GetMetaData(0, "0008|0060").strip() or None
+    return image, modality
+
+
+def _check_header(dimension: int, size, components: int, path: Path) -> None:
+    if components != 1:
+        raise InputError(f"{path} has {components} components per voxel (RGB or vector); "
+                         "a scalar (gray) volume is needed")
+    if dimension == 2 or (dimension == 3 and min(size) == 1 and sorted(size)[1] > 1
+                          and sum(1 for s in size if s > 1) == 2):
+        raise InputError(f"{path} is a 2-D image; a volume of at least {MIN_SLICES} slices "
+                         "is needed")
+    if dimension != 3:
+        raise InputError(f"{path} is a {dimension}-D image; a 3-D volume is needed")
+
+
+def check_voxels(array: np.ndarray, name: str = "volume") -> None:
+    """Reject arrays that no method can denoise: wrong shape, non-finite or constant."""
+    if array.ndim != 3:
+        raise InputError(f"{name} is {array.ndim}-D; a 3-D scalar volume is needed")
+    if min(array.shape) < 1 or sorted(array.shape)[1] < 2 or max(array.shape) < MIN_SLICES:
+        raise InputError(f"{name} has shape {array.shape}; a volume of at least "
+                         f"{MIN_SLICES} slices is needed")
+    if array.dtype.kind not in "iuf":
+        raise InputError(f"{name} has voxel type {array.dtype}; a real scalar type is needed")
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
+        raise InputError(f"{name} has {bad} NaN or infinite voxels")
+    if array.min() == array.max():
+        raise InputError(f"{name} is constant ({array.flat[0]}): there is nothing to denoise")
+
+
+_NIFTI_FLOAT = {16: "f4", 64: "f8"}
+
+
+def _check_nifti_finite(path: Path) -> None:
+    """SimpleITK's NIfTI reader silently turns NaN and Inf into 0; read the raw floats."""
+    opener = gzip.open if suffix_of(path) == ".nii.gz" else open
+    with opener(path, "rb") as handle:
+        header = handle.read(352)
+        if len(header) < 348:
+            return
+        endian = "<" if struct.unpack("<i", header[:4])[0] == 348 else ">"
+        datatype = struct.unpack(endian + "h", header[70:72])[0]
+        if datatype not in _NIFTI_FLOAT:
+            return
+        dims = struct.unpack(endian + "8h", header[40:56])
+        count = int(np.prod([max(d, 1) for d in dims[1:dims[0] + 1]]))
+        offset = int(struct.unpack(endian + "f", header[108:112])[0])
+        handle.seek(offset)
+        raw = np.frombuffer(handle.read(), dtype=endian + _NIFTI_FLOAT[datatype], count=count)
+    if not np.isfinite(raw).all():
+        raise InputError(f"{path} has {int(raw.size - np.isfinite(raw).sum())} NaN or "
+                         "infinite voxels")
+
+
+def cast_like(array: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Cast to the input's pixel type: integers are rounded and clipped to the type's range."""
+    dtype = np.dtype(dtype)
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        return np.clip(np.rint(array), info.min, info.max).astype(dtype)
+    return array.astype(dtype)
+
+
+def check_output_path(output, input_path=None) -> Path:
+    """Validate OUTPUT before any work is done, so a bad path costs nothing."""
+    output = Path(output)
+    if suffix_of(output) not in WRITE_SUFFIXES:
+        raise InputError(f"unsupported output format {output.name!r}; use one of "
+                         + ", ".join(WRITE_SUFFIXES))
+    if input_path is not None and output.resolve() == Path(input_path).resolve():
+        raise InputError("OUTPUT is the same file as INPUT; the input is never overwritten")
+    parent = output.resolve().parent
+    if not parent.is_dir():
+        raise InputError(f"output folder does not exist: {parent}")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(f"output folder is not writable: {parent}")
+    return output
+
+
+def write_volume(volume: Volume, path) -> Path:
+    """Write atomically: a temporary folder beside the target, then rename into place."""
+    path = check_output_path(path)
+    sitk = _sitk()
+    image = sitk.GetImageFromArray(np.ascontiguousarray(volume.array))
+    image.SetSpacing(volume.geometry.spacing)
+    image.SetOrigin(volume.geometry.origin)
+    image.SetDirection(volume.geometry.direction)
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=".nsn2n-", dir=path.resolve().parent))
+    except OSError as exc:  # read-only file system, quota: what os.access cannot see
+        raise InputError(f"cannot write to {path.resolve().parent}: {exc.strerror}") from None
+    try:
+        staged = staging / path.name
+        sitk.WriteImage(image, str(staged), useCompression=suffix_of(path) != ".nii")
+        # Detached headers (.nhdr, .mhd) name their data file: move data first and the
+        # header last, so a reader never sees a header without its data.
+        others = [p for p in staging.iterdir() if p != staged]
+        for data_file in others:
+            os.replace(data_file, path.resolve().parent / data_file.name)
+        os.replace(staged, path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return path

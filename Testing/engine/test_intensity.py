@@ -1,0 +1,75 @@
+import numpy as np
+import pytest
+
+from nsn2n import intensity
+from nsn2n.bench.data import add_rician
+
+
+def test_normalization_inverts_exactly_and_keeps_zero_for_magnitude():
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 4000, (4, 8, 8)).astype(np.int16)
+    norm = intensity.Normalization.fit(x, keep_zero=True)
+    assert norm.offset <= 0
+    back = norm.invert(norm.apply(x))
+    np.testing.assert_allclose(back, x, atol=1e-3 * x.max())
+    assert norm.apply(np.zeros(1))[0] == pytest.approx(-norm.offset / norm.scale)
+
+
+def test_normalization_is_robust_to_a_few_hot_voxels():
+    x = np.random.default_rng(0).random((8, 16, 16))
+    x[0, 0, 0] = 1e6
+    norm = intensity.Normalization.fit(x)
+    assert norm.scale < 10  # the outlier does not set the scale
+
+
+@pytest.mark.parametrize("declared, values, expected", [
+    ("MR", [0, 1], "MR"), ("ct", [0, 1], "CT"), (None, [-1024, -1000, 40, 900], "CT"),
+    (None, [0, 10, 200], "MR"), (None, [-50, 10, 200], None), ("US", [0, 1], "US"),
+])
+def test_modality(declared, values, expected):
+    array = np.array(values * 50, dtype=np.float32)
+    assert intensity.infer_modality(array, declared) == expected
+
+
+def test_slice_sigma_reads_correlated_in_plane_noise_correctly():
+    rng = np.random.default_rng(0)
+    white = rng.normal(0, 1, (20, 64, 64))
+    # strongly correlated in-plane: a 3x3 box blur of white noise, rescaled to std 10
+    from scipy import ndimage
+
+    correlated = np.stack([ndimage.uniform_filter(s, 3) for s in white])
+    correlated *= 10 / correlated.std()
+    assert intensity.slice_noise_sigma(correlated) == pytest.approx(10, rel=0.1)
+
+
+@pytest.mark.parametrize("sigma", [0.02, 0.05, 0.1])
+def test_rician_background_sigma(sigma):
+    clean = np.zeros((10, 64, 64))
+    clean[:, 16:48, 16:48] = 0.8  # an object in air
+    noisy = add_rician(clean, sigma, seed=0)
+    assert intensity.rician_background_sigma(noisy) == pytest.approx(sigma, rel=0.15)
+
+
+def test_no_background_gives_none():
+    rng = np.random.default_rng(0)
+    assert intensity.rician_background_sigma(rng.uniform(0.5, 1.0, (10, 32, 32))) is None
+
+
+def test_rician_bias_correction_recovers_the_magnitude_from_the_rician_mean():
+    sigma = 0.05
+    nu = np.array([0.0, 0.05, 0.1, 0.3, 1.0])
+    rng = np.random.default_rng(0)
+    samples = add_rician(np.repeat(nu[:, None], 200_000, axis=1), sigma, seed=1)
+    rician_mean = samples.mean(axis=1)
+    corrected = intensity.rician_bias_correct(rician_mean, sigma)
+    np.testing.assert_allclose(corrected, nu, atol=0.004)
+    # the rough formula over-corrects bright tissue; ours must beat it there
+    rough = np.sqrt(np.maximum(rician_mean ** 2 - 2 * sigma ** 2, 0))
+    assert abs(corrected[-2] - nu[-2]) < abs(rough[-2] - nu[-2])
+    del rng
+
+
+def test_rician_correction_is_identity_without_noise_and_monotone():
+    y = np.linspace(0, 2, 50)
+    np.testing.assert_array_equal(intensity.rician_bias_correct(y, 0.0), y)
+    assert np.all(np.diff(intensity.rician_bias_correct(y, 0.1)) >= 0)

@@ -1,0 +1,71 @@
+import threading
+
+import pytest
+import torch
+
+from nsn2n.errors import Cancelled, InputError
+from nsn2n.training import Schedule, resolve_device, train
+
+
+def test_schedule_warms_up_decays_and_obeys_time():
+    s = Schedule(steps=100, max_seconds=10.0, peak_lr=1.0)
+    assert s.lr(0.0) < s.lr(0.05) == pytest.approx(1.0)
+    assert s.lr(1.0) == pytest.approx(0.02)
+    assert s.fraction(10, 9.0) == pytest.approx(0.9)  # time runs out first
+    assert s.fraction(200, 0.0) == 1.0
+
+
+def fit_line(steps=50, **kwargs):
+    torch.manual_seed(0)
+    model = torch.nn.Linear(1, 1)
+    x = torch.linspace(-1, 1, 32)[:, None]
+
+    def batch_loss(step):
+        return ((model(x) - 3 * x) ** 2).mean()
+
+    return train(model, batch_loss, Schedule(steps, None, 0.1), **kwargs)
+
+
+def test_training_reduces_loss_and_reports_progress():
+    seen = []
+    result = fit_line(progress=seen.append)
+    assert result.steps == 50 and len(seen) == 50
+    assert seen[-1].loss < seen[0].loss
+    assert seen[-1].step == 50 and seen[-1].remaining == pytest.approx(0, abs=1e-6)
+
+
+def test_cancel_raises_within_one_iteration():
+    cancel = threading.Event()
+    calls = []
+
+    def progress(p):
+        calls.append(p.step)
+        if p.step == 3:
+            cancel.set()
+
+    with pytest.raises(Cancelled):
+        fit_line(progress=progress, cancel=cancel)
+    assert calls[-1] == 3
+
+
+def test_non_finite_loss_is_recovered_not_returned():
+    model = torch.nn.Linear(1, 1)
+    x = torch.ones(4, 1)
+
+    def batch_loss(step):
+        loss = ((model(x) - 1) ** 2).mean()
+        return loss * float("nan") if step == 5 else loss
+
+    result = train(model, batch_loss, Schedule(20, None, 0.01))
+    assert result.recoveries == 1
+    assert all(torch.isfinite(p).all() for p in result.averaged.parameters())
+
+
+def test_devices():
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type in ("cpu", "cuda", "mps")
+    if not torch.cuda.is_available():
+        with pytest.raises(InputError, match="no CUDA"):
+            resolve_device("cuda")
+    with pytest.raises(InputError):
+        resolve_device("toaster")

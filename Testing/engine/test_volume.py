@@ -1,0 +1,152 @@
+import gzip
+import os
+import struct
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from nsn2n.errors import InputError
+from nsn2n.volume import Geometry, Volume, cast_like, check_output_path, read_volume, write_volume
+
+OBLIQUE = Geometry(
+    spacing=(0.7, 0.9, 3.0),
+    origin=(-12.5, 30.25, 101.0),
+    # a rotation about an oblique axis: not a permutation, not the identity
+    direction=tuple(np.array(sitk.VersorTransform((0.3, 0.5, 0.8), 0.6).GetMatrix()).tolist()),
+)
+
+
+def make_volume(dtype=np.int16, shape=(5, 6, 7)):
+    rng = np.random.default_rng(0)
+    if np.dtype(dtype).kind == "f":
+        array = rng.normal(0, 100, shape).astype(dtype)
+    else:
+        array = rng.integers(-1000 if np.dtype(dtype).kind == "i" else 0, 1000, shape).astype(dtype)
+    return Volume(array, OBLIQUE)
+
+
+@pytest.mark.parametrize("suffix", [".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd"])
+@pytest.mark.parametrize("dtype", [np.int16, np.uint8, np.float32])
+def test_round_trip_keeps_voxels_geometry_and_type(tmp_path, suffix, dtype):
+    volume = make_volume(dtype)
+    path = write_volume(volume, tmp_path / f"out{suffix}")
+    back = read_volume(path)
+    assert back.array.dtype == volume.array.dtype
+    np.testing.assert_array_equal(back.array, volume.array)
+    np.testing.assert_allclose(back.geometry.spacing, OBLIQUE.spacing, rtol=1e-6)
+    np.testing.assert_allclose(back.geometry.origin, OBLIQUE.origin, atol=1e-4)
+    np.testing.assert_allclose(back.geometry.direction, OBLIQUE.direction, atol=1e-5)
+    leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith(".nsn2n-")]
+    assert not leftovers
+
+
+def test_dicom_series_folder_is_read_with_modality(tmp_path):
+    array = np.random.default_rng(0).integers(-1000, 1000, (4, 8, 9)).astype(np.int16)
+    image = sitk.GetImageFromArray(array)
+    image.SetSpacing((0.5, 0.5, 2.0))
+    writer = sitk.ImageFileWriter()
+    writer.KeepOriginalImageUIDOn()
+    for k in range(array.shape[0]):
+        piece = image[:, :, k]
+        for key, value in {"0008|0060": "CT", "0020|000e": "1.2.3.4.5",
+                           "0020|0013": str(k + 1), "0020|0032": f"0\\0\\{2.0 * k}",
+                           "0020|0037": "1\\0\\0\\0\\1\\0", "0028|0030": "0.5\\0.5"}.items():
+            piece.SetMetaData(key, value)
+        writer.SetFileName(str(tmp_path / f"slice{k}.dcm"))
+        writer.Execute(piece)
+    volume = read_volume(tmp_path)
+    assert volume.modality == "CT"
+    assert volume.array.shape == (4, 8, 9)
+    np.testing.assert_array_equal(volume.array, array)
+    assert volume.geometry.spacing[2] == pytest.approx(2.0)
+
+
+def test_cast_rounds_and_clips_integers():
+    out = cast_like(np.array([-5.6, 0.4, 0.6, 300.2]), np.uint8)
+    assert out.dtype == np.uint8 and out.tolist() == [0, 0, 1, 255]
+    assert cast_like(np.array([1.25]), np.float32).dtype == np.float32
+
+
+def write_raw(path, array, dtype=None):
+    image = sitk.GetImageFromArray(array)
+    sitk.WriteImage(image, str(path))
+    return path
+
+
+@pytest.mark.parametrize("case, message", [
+    ("missing", "not found"),
+    ("garbage", "cannot read"),
+    ("two_d", "2-D"),
+    ("constant", "constant"),
+    ("nan_nrrd", "NaN"),
+    ("nan_nifti", "NaN"),
+    ("inf_nifti_gz", "NaN or infinite"),
+    ("rgb", "components"),
+    ("four_d", "4-D"),
+])
+def test_bad_inputs_raise_one_line_errors(tmp_path, case, message):
+    data = np.random.default_rng(0).random((4, 5, 6)).astype(np.float32)
+    if case == "missing":
+        path = tmp_path / "nope.nrrd"
+    elif case == "garbage":
+        path = tmp_path / "bad.nrrd"
+        path.write_bytes(b"this is not an image")
+    elif case == "two_d":
+        path = write_raw(tmp_path / "a.nrrd", data[0])
+    elif case == "constant":
+        path = write_raw(tmp_path / "a.nrrd", np.ones((4, 5, 6), np.int16))
+    elif case in ("nan_nrrd", "nan_nifti"):
+        data[1, 2, 3] = np.nan
+        path = write_raw(tmp_path / ("a.nrrd" if case == "nan_nrrd" else "a.nii"), data)
+    elif case == "inf_nifti_gz":
+        data[0, 0, 0] = np.inf
+        path = write_raw(tmp_path / "a.nii.gz", data)
+    elif case == "rgb":
+        path = tmp_path / "rgb.nrrd"
+        sitk.WriteImage(sitk.GetImageFromArray((data * 255).astype(np.uint8)[..., None]
+                                               .repeat(3, -1), isVector=True), str(path))
+    elif case == "four_d":
+        path = tmp_path / "a.nii"
+        frame = sitk.GetImageFromArray(data)
+        sitk.WriteImage(sitk.JoinSeries([frame, frame]), str(path))
+    with pytest.raises(InputError) as info:
+        read_volume(path)
+    text = str(info.value)
+    assert message in text and "\n" not in text
+
+
+def test_output_checks(tmp_path):
+    source = tmp_path / "in.nrrd"
+    source.write_bytes(b"x")
+    with pytest.raises(InputError, match="same file"):
+        check_output_path(source, source)
+    with pytest.raises(InputError, match="unsupported output"):
+        check_output_path(tmp_path / "out.png")
+    with pytest.raises(InputError, match="does not exist"):
+        check_output_path(tmp_path / "missing" / "out.nrrd")
+
+
+def test_unwritable_output_folder_is_rejected(tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        if os.access(locked, os.W_OK):
+            pytest.skip("root ignores permissions; Testing/engine/test_cli.py covers it")
+        with pytest.raises(InputError, match="not writable"):
+            check_output_path(locked / "out.nrrd")
+    finally:
+        locked.chmod(0o700)
+
+
+def test_failed_write_leaves_no_file(tmp_path, monkeypatch):
+    import SimpleITK
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(SimpleITK, "WriteImage", boom)
+    with pytest.raises(RuntimeError):
+        write_volume(make_volume(), tmp_path / "out.nrrd")
+    assert list(tmp_path.iterdir()) == []
