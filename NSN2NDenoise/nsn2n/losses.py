@@ -6,7 +6,9 @@ weights ``w`` (B, K-1, H, W) and ``m = f((x_k + x_{k+1}) / 2)`` (B, K-1, H, W):
 * L_Recon: weighted Noise2Noise in both directions,
   ``0.5 * (|W (y_k - x_{k+1})|^2 + |W (y_{k+1} - x_k)|^2)``;
 * L_RC (regional consistency): ``|W (y_k - y_{k+1})|^2``, gradients through both outputs;
-* L_IC (inter-slice continuity): ``|m_k - (y_k + y_{k+1}) / 2|^2``, unmasked.
+* L_IC (inter-slice continuity): ``|m_k - (y_k + y_{k+1}) / 2|^2``, unmasked, over the
+  pairs listed in ``pairs`` (B, P) when given: a random subset of pairs is an unbiased
+  estimate of the same mean at a fraction of the extra forward passes.
 
 Choices where the paper is silent (shared/research/nsn2n.md section 1.4):
 masked means are normalised by the number of active pixels (sum W), as in NGPS's
@@ -17,7 +19,7 @@ does, so L_IC shapes f at the midpoint rather than dragging the two end outputs 
 
 from __future__ import annotations
 
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 
@@ -39,15 +41,23 @@ def regional_consistency_loss(outputs: torch.Tensor, weights: torch.Tensor) -> t
     return weighted_mse(outputs[:, :-1], outputs[:, 1:], weights)
 
 
-def interslice_continuity_loss(midpoint_outputs: torch.Tensor,
-                               outputs: torch.Tensor) -> torch.Tensor:
+def _select_pairs(tensor: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
+    index = pairs[:, :, None, None].expand(-1, -1, *tensor.shape[2:])
+    return torch.gather(tensor, 1, index)
+
+
+def interslice_continuity_loss(midpoint_outputs: torch.Tensor, outputs: torch.Tensor,
+                               pairs: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """``midpoint_outputs[:, p]`` is f of the mean of slices ``pairs[:, p]`` and ``+1``."""
     target = 0.5 * (outputs[:, :-1] + outputs[:, 1:])
+    if pairs is not None:
+        target = _select_pairs(target, pairs)
     return ((midpoint_outputs - target.detach()) ** 2).mean()
 
 
 def nsn2n_loss(outputs: torch.Tensor, inputs: torch.Tensor, weights: torch.Tensor,
-               midpoint_outputs: torch.Tensor | None, lambda_rc: float,
-               lambda_ic: float) -> Tuple[torch.Tensor, Dict[str, float]]:
+               midpoint_outputs: Optional[torch.Tensor], lambda_rc: float, lambda_ic: float,
+               pairs: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, Dict[str, float]]:
     """``L = L_Recon + lambda_RC * L_RC + lambda_IC * L_IC`` and its parts for logging."""
     recon = reconstruction_loss(outputs, inputs, weights)
     total = recon
@@ -59,7 +69,7 @@ def nsn2n_loss(outputs: torch.Tensor, inputs: torch.Tensor, weights: torch.Tenso
     if lambda_ic:
         if midpoint_outputs is None:
             raise ValueError("lambda_ic > 0 needs the midpoint outputs")
-        ic = interslice_continuity_loss(midpoint_outputs, outputs)
+        ic = interslice_continuity_loss(midpoint_outputs, outputs, pairs)
         total = total + lambda_ic * ic
         parts["ic"] = float(ic.detach())
     return total, parts

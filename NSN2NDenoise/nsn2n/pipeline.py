@@ -79,8 +79,15 @@ def estimate_rician_sigma(array: np.ndarray, slice_axis: int) -> float:
 
 def denoise(volume: Volume, options: DenoiseOptions = DenoiseOptions(),
             progress: Optional[ProgressCallback] = None,
-            cancel: Optional[CancelEvent] = None) -> Tuple[Volume, Dict]:
-    """Denoise ``volume``; returns the result (same geometry and pixel type) and a report."""
+            cancel: Optional[CancelEvent] = None, *,
+            method_config: Optional[nsn2n.NSN2NConfig] = None,
+            reference: Optional[np.ndarray] = None) -> Tuple[Volume, Dict]:
+    """Denoise ``volume``; returns the result (same geometry and pixel type) and a report.
+
+    ``method_config`` replaces the config built from ``options`` and ``reference`` (a clean
+    array shaped like the volume) turns training supervised: both exist for the benchmark's
+    ablations and upper bound, so that they share every other step with the product.
+    """
     array = volume.array
     check_voxels(array)
     axis = resolve_slice_axis(volume.geometry, options.slice_axis)
@@ -96,8 +103,11 @@ def denoise(volume: Volume, options: DenoiseOptions = DenoiseOptions(),
 
     slices = np.moveaxis(array, axis, 0)
     normalization = intensity.Normalization.fit(slices, keep_zero=correct_bias)
-    denoised, report = nsn2n.fit_predict(normalization.apply(slices), options.method_config(),
-                                         progress, cancel)
+    if reference is not None:
+        reference = normalization.apply(np.moveaxis(reference, axis, 0))
+    denoised, report = nsn2n.fit_predict(normalization.apply(slices),
+                                         method_config or options.method_config(),
+                                         progress, cancel, reference)
     log.info("NS-N2N mask: %.1f %% of pixels matched (tau %.3f on the normalised scale)",
              100 * report["matched_fraction"], report["tau"])
     result = normalization.invert(denoised)

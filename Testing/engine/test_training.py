@@ -69,3 +69,25 @@ def test_devices():
             resolve_device("cuda")
     with pytest.raises(InputError):
         resolve_device("toaster")
+
+
+def test_averaged_weights_are_the_mean_of_the_tail_iterates():
+    torch.manual_seed(0)
+    model = torch.nn.Linear(1, 1, bias=False)
+    seen = {}
+
+    def batch_loss(step):
+        return (model.weight * 1.0).sum()  # constant gradient: the weight keeps moving
+
+    def record(p):
+        seen[p.step] = float(model.weight)
+
+    result = train(model, batch_loss, Schedule(20, None, 0.1), average_tail=0.25,
+                   progress=record)
+    tail = [seen[s] for s in range(15, 21)]  # steps whose budget fraction is >= 0.75
+    assert float(result.averaged.weight) == pytest.approx(sum(tail) / len(tail), rel=1e-5)
+    assert float(result.model.weight) == pytest.approx(seen[20])
+    other = torch.nn.Linear(1, 1)
+    no_tail = train(other, lambda step: other(torch.ones(1, 1)).sum(), Schedule(3, None, 0.1),
+                    average_tail=0)
+    assert torch.equal(no_tail.averaged.weight, no_tail.model.weight)

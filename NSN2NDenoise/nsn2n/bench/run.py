@@ -1,0 +1,254 @@
+"""``nsn2n bench``: every method on the same arrays in the same process, one table.
+
+    nsn2n bench                      # all four cases, every method (about an hour on 2 cores)
+    nsn2n bench --cases mri5 --no-bm4d --presets fast
+    nsn2n bench --ablation           # what each addition to the paper's recipe is worth
+    nsn2n bench --memory             # peak memory for a 512x512x300 int16 CT
+
+Quality: PSNR inside the head/body mask and over the whole volume, SSIM over the whole
+volume (data range = clean max - clean min).  For MRI every output is compared after the
+Rician bias correction where that helps it (NS-N2N corrects with its own sigma estimate;
+classical filters may use the true sigma).  Times are wall seconds on this machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import platform
+import re
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import numpy as np
+
+from .. import intensity
+from ..methods.nsn2n import NSN2NConfig, config_for
+from ..metrics import psnr, ssim
+from ..pipeline import DenoiseOptions, denoise
+from ..preview import montage, write_png
+from ..volume import Volume
+from . import baselines
+from .data import BenchCase, cases
+
+
+
+@dataclasses.dataclass
+class Row:
+    case: str
+    method: str
+    psnr_in: float
+    psnr_all: float
+    ssim_all: float
+    seconds: float
+    note: str = ""
+
+
+def score(case: BenchCase, method: str, output: np.ndarray, seconds: float,
+          note: str = "", allow_rician_fix: bool = False) -> Row:
+    if allow_rician_fix and case.modality == "MR":
+        fixed = intensity.rician_bias_correct(output, case.sigma)
+        if psnr(fixed, case.clean, case.mask) >= psnr(output, case.clean, case.mask):
+            output, note = fixed, (note + ", " if note else "") + "Rician-corrected"
+    return Row(case.name, method, psnr(output, case.clean, case.mask),
+               psnr(output, case.clean), ssim(output, case.clean), seconds, note)
+
+
+def run_nsn2n(case: BenchCase, options: DenoiseOptions, config: Optional[NSN2NConfig] = None,
+              reference: Optional[np.ndarray] = None):
+    started = time.perf_counter()
+    result, report = denoise(Volume(case.noisy, case.geometry, case.modality), options,
+                             method_config=config, reference=reference)
+    return result.array, time.perf_counter() - started, report
+
+
+def classical_rows(case: BenchCase, with_bm4d: bool, log) -> List[Row]:
+    rows = []
+    spacing = case.geometry.spacing
+    out, params, seconds = baselines.best_of(
+        lambda conductance, iterations: baselines.curvature_anisotropic_diffusion(
+            case.noisy, spacing, conductance, iterations),
+        [dict(conductance=c, iterations=i) for c in (1.0, 2.0, 3.0) for i in (5, 10, 20)],
+        case.clean, case.mask)
+    rows.append(score(case, "curvature anisotropic diffusion (SimpleITK)", out, seconds,
+                      f"k={params['conductance']:g}, {params['iterations']} it",
+                      allow_rician_fix=True))
+    log(rows[-1])
+    out, params, seconds = baselines.best_of(
+        lambda strength: baselines.non_local_means(case.noisy, case.sigma, strength),
+        [dict(strength=s) for s in (0.6, 0.9)], case.clean, case.mask)
+    rows.append(score(case, "non-local means (scikit-image, 3-D)", out, seconds,
+                      f"h={params['strength']:g} sigma", allow_rician_fix=True))
+    log(rows[-1])
+    if with_bm4d:
+        started = time.perf_counter()
+        out = baselines.bm4d(case.noisy, case.sigma)
+        rows.append(score(case, "BM4D (true sigma)", out, time.perf_counter() - started,
+                          allow_rician_fix=True))
+        log(rows[-1])
+    return rows
+
+
+def learned_rows(case: BenchCase, presets: List[str], seed: int, log, picture_dir: Path):
+    rows = []
+    balanced_seconds = None
+    for preset in presets:
+        out, seconds, report = run_nsn2n(case, DenoiseOptions(preset=preset, seed=seed))
+        rows.append(score(case, f"NS-N2N `{preset}`", out, seconds,
+                          f"{report['steps']} steps, matched {report['matched_fraction']:.2f}"))
+        log(rows[-1])
+        if preset == "balanced":
+            balanced_seconds = report["train_seconds"]
+            picture = picture_dir / f"bench_{case.name.replace(' ', '_').replace('%', '')}.png"
+            write_png(picture, montage(case.noisy, out))
+    if balanced_seconds is None:
+        return rows
+    budget = dict(steps=10 ** 6, max_seconds=balanced_seconds, seed=seed)
+    plain = NSN2NConfig(use_mask=False, lambda_rc=0.0, lambda_ic=0.0, run_length=2,
+                        average_tail=0.0, tta=1, **budget)
+    out, seconds, report = run_nsn2n(case, DenoiseOptions(seed=seed), plain)
+    rows.append(score(case, "plain neighbour-slice Noise2Noise", out, seconds,
+                      f"same training time, {report['steps']} steps"))
+    log(rows[-1])
+    supervised = dataclasses.replace(config_for("balanced"), **budget)
+    out, seconds, report = run_nsn2n(case, DenoiseOptions(seed=seed), supervised, case.clean)
+    rows.append(score(case, "same network, clean target (supervised bound)", out, seconds,
+                      f"same training time, {report['steps']} steps"))
+    log(rows[-1])
+    return rows
+
+
+ABLATIONS = [
+    ("paper recipe: pairs (K=2), last weights, no TTA",
+     dict(run_length=2, average_tail=0.0, tta=1)),
+    ("+ runs of K=4 slices", dict(average_tail=0.0, tta=1)),
+    ("+ weights averaged over the last quarter", dict(tta=1)),
+    ("+ 8-fold test-time augmentation (the product)", dict()),
+    ("product without the mask (W = 1)", dict(use_mask=False)),
+    ("product without L_RC and L_IC", dict(lambda_rc=0.0, lambda_ic=0.0)),
+]
+
+
+def ablation_rows(case: BenchCase, seconds: float, seed: int, log) -> List[Row]:
+    rows = []
+    for name, changes in ABLATIONS:
+        config = dataclasses.replace(config_for("balanced"), steps=10 ** 6,
+                                     max_seconds=seconds, seed=seed, **changes)
+        out, took, report = run_nsn2n(case, DenoiseOptions(seed=seed), config)
+        rows.append(score(case, name, out, took, f"{report['steps']} steps"))
+        log(rows[-1])
+    return rows
+
+
+def memory_check(slices: int = 300, size: int = 512) -> Dict:
+    """Denoise a synthetic 512x512x300 int16 CT in a child process; report its peak RSS."""
+    code = (
+        "import numpy as np\n"
+        "from nsn2n.pipeline import DenoiseOptions, denoise\n"
+        "from nsn2n.volume import Volume, Geometry\n"
+        f"rng = np.random.default_rng(0); shape = ({slices}, {size}, {size})\n"
+        "z, y, x = np.ogrid[:shape[0], :shape[1], :shape[2]]\n"
+        "body = ((y - shape[1] / 2) ** 2 + (x - shape[2] / 2) ** 2) < (0.4 * shape[1]) ** 2\n"
+        "hu = np.where(body, 40, -1000) + rng.normal(0, 30, shape)\n"
+        "vol = Volume(hu.astype(np.int16), Geometry.identity((0.7, 0.7, 1.0)))\n"
+        "del hu\n"
+        "denoise(vol, DenoiseOptions(preset='fast', steps=20))\n")
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code], check=True)
+    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return dict(shape=f"{size}x{size}x{slices} int16", peak_gib=peak_kib / 2 ** 20,
+                seconds=time.perf_counter() - started)
+
+
+def table(rows: List[Row]) -> str:
+    lines = ["| case | method | PSNR in mask (dB) | PSNR whole (dB) | SSIM whole | time (s) | notes |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r.case} | {r.method} | {r.psnr_in:.2f} | {r.psnr_all:.2f} | "
+                     f"{r.ssim_all:.3f} | {r.seconds:.1f} | {r.note} |")
+    return "\n".join(lines)
+
+
+def machine() -> str:
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        name = next(line.split(":", 1)[1].strip() for line in
+                    Path("/proc/cpuinfo").read_text().splitlines() if "model name" in line)
+        cpu = name
+    except (OSError, StopIteration):
+        pass
+    return (f"{cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
+            f"Python {platform.python_version()}")
+
+
+def update_readme(readme: Path, kind: str, text: str) -> None:
+    """Replace the text between ``<!-- KIND:start -->`` and ``<!-- KIND:end -->``."""
+    start, end = f"<!-- {kind}:start -->", f"<!-- {kind}:end -->"
+    content = readme.read_text(encoding="utf-8")
+    pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
+    if not pattern.search(content):
+        raise SystemExit(f"{readme} has no {start} ... {end} section")
+    readme.write_text(pattern.sub(lambda _: f"{start}\n{text}\n{end}", content),
+                      encoding="utf-8")
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="nsn2n bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cases", default="mri5,mri10,ct1e4,ct5e3")
+    parser.add_argument("--presets", default="fast,balanced,best")
+    parser.add_argument("--no-bm4d", action="store_true", help="skip BM4D (slow)")
+    parser.add_argument("--ablation", action="store_true",
+                        help="ablate the additions to the paper's recipe instead")
+    parser.add_argument("--ablation-seconds", type=float, default=60.0)
+    parser.add_argument("--memory", action="store_true", help="only the memory check")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default="bench-out", help="folder for tables and pictures")
+    parser.add_argument("--readme", help="write the table into this README's bench section")
+    args = parser.parse_args(argv)
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    if args.memory:
+        result = memory_check()
+        print(json.dumps(result))
+        (out / "memory.json").write_text(json.dumps(result))
+        return 0
+
+    rows: List[Row] = []
+
+    def log(row: Row) -> None:
+        print(f"{row.case:8s} {row.method:50s} in {row.psnr_in:6.2f}  all {row.psnr_all:6.2f}  "
+              f"ssim {row.ssim_all:.3f}  {row.seconds:7.1f}s  {row.note}", flush=True)
+
+    for name, case in cases(tuple(args.cases.split(","))):
+        rows.append(score(case, "noisy input", case.noisy, 0.0))
+        log(rows[-1])
+        if args.ablation:
+            rows += ablation_rows(case, args.ablation_seconds, args.seed, log)
+            continue
+        rows += classical_rows(case, not args.no_bm4d, log)
+        rows += learned_rows(case, args.presets.split(","), args.seed, log, out)
+
+    kind = "ablation" if args.ablation else "benchmark"
+    text = (f"{table(rows)}\n\nMachine: {machine()}. Whole run: "
+            f"{(time.perf_counter() - started) / 60:.0f} min.")
+    print("\n" + text)
+    (out / f"{kind}.md").write_text(text + "\n", encoding="utf-8")
+    (out / f"{kind}.json").write_text(json.dumps([dataclasses.asdict(r) for r in rows],
+                                                 indent=1), encoding="utf-8")
+    if args.readme:
+        update_readme(Path(args.readme), kind, text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

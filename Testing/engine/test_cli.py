@@ -1,0 +1,134 @@
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from nsn2n.cli import main
+from nsn2n.volume import read_volume
+
+FAST = ["--steps", "8", "--progress", "none"]
+
+
+@pytest.fixture
+def ct_file(tmp_path, phantom):
+    rng = np.random.default_rng(0)
+    hu = np.rint(phantom * 1200 - 1000 + rng.normal(0, 40, phantom.shape)).astype(np.int16)
+    image = sitk.GetImageFromArray(hu)
+    image.SetSpacing((0.7, 0.7, 2.5))
+    image.SetOrigin((10.0, -20.0, 5.5))
+    image.SetDirection((0, 1, 0, 0, 0, 1, 1, 0, 0))
+    path = tmp_path / "ct.nrrd"
+    sitk.WriteImage(image, str(path))
+    return path
+
+
+def test_denoise_writes_output_preview_and_report(tmp_path, ct_file, capsys):
+    out, png, report = tmp_path / "out.nii.gz", tmp_path / "ba.png", tmp_path / "r.json"
+    code = main(["denoise", str(ct_file), str(out), "--preset", "fast", "--seed", "1",
+                 "--device", "cpu", "--slice-axis", "auto", "--preview", str(png),
+                 "--report", str(report)] + FAST)
+    assert code == 0
+    source, result = read_volume(ct_file), read_volume(out)
+    assert result.array.dtype == source.array.dtype and result.array.shape == source.array.shape
+    np.testing.assert_allclose(result.geometry.direction, source.geometry.direction, atol=1e-6)
+    np.testing.assert_allclose(result.geometry.origin, source.geometry.origin, atol=1e-5)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert json.loads(report.read_text())["steps"] == 8
+
+
+def test_json_progress_lines(tmp_path, ct_file, capsys):
+    assert main(["denoise", str(ct_file), str(tmp_path / "o.mha"), "--steps", "3",
+                 "--progress", "json"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert {"prepare", "train", "predict"} <= {line["phase"] for line in lines}
+    assert all({"step", "total", "loss", "remaining"} <= set(line) for line in lines)
+
+
+def write(path, array, **kwargs):
+    sitk.WriteImage(sitk.GetImageFromArray(array, **kwargs), str(path))
+    return path
+
+
+def bad_inputs(tmp_path):
+    data = np.random.default_rng(0).random((5, 16, 16)).astype(np.float32)
+    nan = data.copy()
+    nan[1, 1, 1] = np.nan
+    (tmp_path / "junk.nrrd").write_bytes(b"not an image")
+    frame = sitk.GetImageFromArray(data)
+    sitk.WriteImage(sitk.JoinSeries([frame, frame]), str(tmp_path / "4d.nii"))
+    flat = sitk.GetImageFromArray(data[:2])
+    flat.SetSpacing((1, 1, 5))
+    sitk.WriteImage(flat, str(tmp_path / "two.nrrd"))
+    return {
+        "missing": (tmp_path / "missing.nrrd", "not found"),
+        "unreadable": (tmp_path / "junk.nrrd", "cannot read"),
+        "2d": (write(tmp_path / "2d.nrrd", data[0]), "2-D"),
+        "two slices": (tmp_path / "two.nrrd", "at least 3"),
+        "constant": (write(tmp_path / "c.nrrd", np.ones((5, 8, 8), np.int16)), "constant"),
+        "nan": (write(tmp_path / "nan.nii.gz", nan), "NaN"),
+        "rgb": (write(tmp_path / "rgb.nrrd", (data * 255).astype(np.uint8)[..., None]
+                      .repeat(3, -1), isVector=True), "components"),
+        "4d": (tmp_path / "4d.nii", "4-D"),
+    }
+
+
+@pytest.mark.parametrize("case", ["missing", "unreadable", "2d", "two slices", "constant",
+                                  "nan", "rgb", "4d"])
+def test_bad_input_exits_2_with_one_line_and_no_output(tmp_path, case, capsys):
+    path, message = bad_inputs(tmp_path)[case]
+    out = tmp_path / "out" / "result.nrrd"
+    out.parent.mkdir()
+    assert main(["denoise", str(path), str(out)] + FAST) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert not out.exists() and list(out.parent.iterdir()) == []
+
+
+def test_output_equal_to_input_is_refused(ct_file, capsys):
+    before = ct_file.read_bytes()
+    assert main(["denoise", str(ct_file), str(ct_file)] + FAST) == 2
+    assert "same file" in capsys.readouterr().err
+    assert ct_file.read_bytes() == before
+
+
+def test_bad_output_paths(tmp_path, ct_file, capsys):
+    assert main(["denoise", str(ct_file), str(tmp_path / "no" / "o.nrrd")] + FAST) == 2
+    assert main(["denoise", str(ct_file), str(tmp_path / "o.jpg")] + FAST) == 2
+    assert main(["denoise", str(ct_file), str(tmp_path / "o.nrrd"), "--preview",
+                 str(tmp_path / "p.txt")] + FAST) == 2
+    assert not (tmp_path / "o.nrrd").exists()
+
+
+def run_cli(args, **kwargs):
+    return subprocess.run([sys.executable, "-m", "nsn2n"] + args, capture_output=True,
+                          text=True, **kwargs)
+
+
+def test_unwritable_output_folder_as_an_unprivileged_user(tmp_path, ct_file):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    tmp_path.chmod(0o755)
+    ct_file.chmod(0o644)
+    command = [sys.executable, "-m", "nsn2n", "denoise", str(ct_file), str(locked / "o.nrrd")]
+    if os.geteuid() == 0:
+        if not shutil.which("setpriv"):
+            pytest.skip("needs setpriv to drop root privileges")
+        command = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] + command
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    done = subprocess.run(command + FAST, capture_output=True, text=True, env=env)
+    assert done.returncode == 2, done.stderr
+    assert "not writable" in done.stderr and "Traceback" not in done.stderr
+    assert list(locked.iterdir()) == []
+
+
+def test_python_dash_m_and_usage_errors(tmp_path):
+    done = run_cli(["--version"])
+    assert done.returncode == 0 and "nsn2n" in done.stdout
+    done = run_cli(["denoise", "a.nrrd", "b.nrrd", "--preset", "turbo"])
+    assert done.returncode == 2 and "invalid choice" in done.stderr

@@ -1,0 +1,87 @@
+import numpy as np
+import pytest
+
+from nsn2n.bench.data import add_rician
+from nsn2n.errors import InputError
+from nsn2n.pipeline import DenoiseOptions, denoise, resolve_slice_axis
+from nsn2n.volume import Geometry, Volume
+
+FAST = dict(steps=40)
+
+
+def test_slice_axis_is_the_largest_spacing_and_overridable():
+    # ITK spacing is (i, j, k); array axes are (k, j, i)
+    assert resolve_slice_axis(Geometry.identity((0.5, 0.5, 3.0))) == 0
+    assert resolve_slice_axis(Geometry.identity((3.0, 0.5, 0.5))) == 2
+    assert resolve_slice_axis(Geometry.identity((0.5, 4.0, 0.5))) == 1
+    assert resolve_slice_axis(Geometry.identity((1.0, 1.0, 1.0))) == 0
+    assert resolve_slice_axis(Geometry.identity((0.5, 0.5, 3.0)), 2) == 2
+
+
+def ct_like(phantom, seed=0):
+    rng = np.random.default_rng(seed)
+    hu = phantom * 1200 - 1000 + rng.normal(0, 40, phantom.shape)
+    return np.rint(hu).astype(np.int16)
+
+
+@pytest.mark.parametrize("axis", [0, 1, 2])
+def test_any_slice_axis_keeps_shape_type_and_geometry(phantom, axis):
+    array = np.moveaxis(ct_like(phantom), 0, axis)  # slices run along `axis`
+    spacing = [0.8, 0.8, 0.8]
+    spacing[2 - axis] = 2.5
+    geometry = Geometry(tuple(spacing), (1.0, 2.0, 3.0), (0, 1, 0, -1, 0, 0, 0, 0, 1))
+    result, report = denoise(Volume(array, geometry), DenoiseOptions(**FAST))
+    assert report["slice_axis"] == axis and report["modality"] == "CT"
+    assert result.array.shape == array.shape and result.array.dtype == np.int16
+    assert result.geometry == geometry
+    assert not report["bias_correction"]
+
+
+def test_mri_gets_rician_correction_and_darker_background(phantom):
+    clean = np.zeros((8, 48, 48), np.float32)
+    clean[:, 12:36, 12:36] = 0.3 + 0.5 * phantom[:, :24, :24]
+    noisy = add_rician(clean, 0.05, seed=0) * 1000
+    raw, _ = denoise(Volume(noisy, Geometry.identity()),
+                     DenoiseOptions(bias_correction=False, **FAST))
+    corrected, report = denoise(Volume(noisy, Geometry.identity()), DenoiseOptions(**FAST))
+    assert report["modality"] == "MR" and report["bias_correction"]
+    assert report["rician_sigma"] == pytest.approx(50, rel=0.2)
+    air = clean == 0
+    assert corrected.array[air].mean() < 0.5 * raw.array[air].mean()
+
+
+def test_same_seed_same_output(phantom):
+    volume = Volume(ct_like(phantom), Geometry.identity())
+    a, _ = denoise(volume, DenoiseOptions(steps=10, seed=3))
+    b, _ = denoise(volume, DenoiseOptions(steps=10, seed=3))
+    assert np.array_equal(a.array, b.array)
+
+
+def test_input_array_is_not_modified(phantom):
+    array = ct_like(phantom)
+    before = array.copy()
+    denoise(Volume(array, Geometry.identity()), DenoiseOptions(steps=3))
+    assert np.array_equal(array, before)
+
+
+@pytest.mark.parametrize("options, message", [
+    (dict(method="magic"), "unknown method"),
+    (dict(slice_axis=3), "slice axis"),
+    (dict(preset="turbo"), "preset"),
+    (dict(steps=0), "steps"),
+    (dict(max_minutes=-1), "max_seconds"),
+    (dict(device="toaster"), "device"),
+])
+def test_bad_options_are_input_errors(options, message):
+    with pytest.raises(InputError, match=message):
+        DenoiseOptions(**options)
+
+
+def test_bad_volumes_are_input_errors():
+    with pytest.raises(InputError, match="at least 3"):
+        denoise(Volume(np.random.rand(2, 16, 16), Geometry.identity((1, 1, 5))))
+    with pytest.raises(InputError, match="constant"):
+        denoise(Volume(np.zeros((4, 16, 16)), Geometry.identity()))
+    with pytest.raises(InputError, match="negative"):
+        denoise(Volume(np.random.randn(4, 16, 16), Geometry.identity()),
+                DenoiseOptions(bias_correction=True))
