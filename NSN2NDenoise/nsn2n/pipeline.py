@@ -71,10 +71,27 @@ def resolve_slice_axis(geometry: Geometry, requested: Union[str, int] = "auto") 
                 if np.isclose(s, largest, rtol=1e-3))
 
 
-def estimate_rician_sigma(array: np.ndarray, slice_axis: int) -> float:
-    """Background Rayleigh mode where there is air, else cross-slice second differences."""
-    sigma = intensity.rician_background_sigma(array)
-    return sigma if sigma is not None else intensity.slice_noise_sigma(array, slice_axis)
+def rician_sigma_for(slices: np.ndarray, modality: Optional[str],
+                     requested: Optional[bool]) -> Optional[float]:
+    """Sigma for the Rician bias correction, or None when it is not applied.
+
+    Automatic (``requested`` None): MR magnitude images whose background shows Rayleigh
+    noise, with sigma from that background.  Without such a background (tight crops,
+    skull-stripped or non-MR magnitude data) the correction is skipped rather than guessed,
+    so a clean image is never darkened.  Forced on: the background estimate, else the
+    cross-slice estimate.
+    """
+    if requested is False or (requested is None and modality != intensity.MR):
+        return None
+    if slices.min() < 0:
+        if requested:
+            raise InputError("Rician bias correction needs a magnitude image (no negative "
+                             "values); turn it off for this volume")
+        return None
+    sigma = intensity.rician_background_sigma(slices)
+    if sigma is None and requested:
+        sigma = intensity.slice_noise_sigma(slices, 0)
+    return sigma
 
 
 def denoise(volume: Volume, options: DenoiseOptions = DenoiseOptions(),
@@ -95,13 +112,9 @@ def denoise(volume: Volume, options: DenoiseOptions = DenoiseOptions(),
         raise InputError(f"{array.shape[axis]} slices along axis {axis}; at least 3 are "
                          "needed")
     modality = intensity.infer_modality(array, options.modality or volume.modality)
-    correct_bias = (modality == intensity.MR if options.bias_correction is None
-                    else options.bias_correction)
-    if correct_bias and array.min() < 0:
-        raise InputError("Rician bias correction needs a magnitude image (no negative "
-                         "values); turn it off for this volume")
-
     slices = np.moveaxis(array, axis, 0)
+    sigma = rician_sigma_for(slices, modality, options.bias_correction)
+    correct_bias = sigma is not None
     normalization = intensity.Normalization.fit(slices, keep_zero=correct_bias)
     if reference is not None:
         reference = normalization.apply(np.moveaxis(reference, axis, 0))
@@ -112,7 +125,6 @@ def denoise(volume: Volume, options: DenoiseOptions = DenoiseOptions(),
              100 * report["matched_fraction"], report["tau"])
     result = normalization.invert(denoised)
     if correct_bias:
-        sigma = estimate_rician_sigma(slices, 0)
         result = intensity.rician_bias_correct(result, sigma)
         report["rician_sigma"] = sigma
     result = cast_like(np.moveaxis(result, 0, axis), array.dtype)

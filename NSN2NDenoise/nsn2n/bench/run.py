@@ -73,7 +73,8 @@ def classical_rows(case: BenchCase, with_bm4d: bool, log) -> List[Row]:
     out, params, seconds = baselines.best_of(
         lambda conductance, iterations: baselines.curvature_anisotropic_diffusion(
             case.noisy, spacing, conductance, iterations),
-        [dict(conductance=c, iterations=i) for c in (1.0, 2.0, 3.0) for i in (5, 10, 20)],
+        [dict(conductance=c, iterations=i) for c in (0.5, 1.0, 2.0)
+         for i in (10, 20, 40)],
         case.clean, case.mask)
     rows.append(score(case, "curvature anisotropic diffusion (SimpleITK)", out, seconds,
                       f"k={params['conductance']:g}, {params['iterations']} it",
@@ -81,7 +82,7 @@ def classical_rows(case: BenchCase, with_bm4d: bool, log) -> List[Row]:
     log(rows[-1])
     out, params, seconds = baselines.best_of(
         lambda strength: baselines.non_local_means(case.noisy, case.sigma, strength),
-        [dict(strength=s) for s in (0.6, 0.9)], case.clean, case.mask)
+        [dict(strength=s) for s in (0.5, 0.8)], case.clean, case.mask)
     rows.append(score(case, "non-local means (scikit-image, 3-D)", out, seconds,
                       f"h={params['strength']:g} sigma", allow_rician_fix=True))
     log(rows[-1])

@@ -1,0 +1,1 @@
+"""Benchmark: data recipes with clean references, classical baselines, and the runner."""

@@ -1,0 +1,152 @@
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from mrml_helpers import add_volume, slicer
+from NSN2NDenoiseLib.logic import NSN2NDenoiseLogic
+from nsn2n.errors import InputError
+
+FAST = dict(steps=6, seed=0, device="cpu")
+
+
+def matrix_of(node):
+    import vtk
+
+    m = vtk.vtkMatrix4x4()
+    node.GetIJKToRASMatrix(m)
+    return np.array([[m.GetElement(r, c) for c in range(4)] for r in range(4)])
+
+
+def volume_nodes(scene):
+    return [scene.GetNthNodeByClass(i, "vtkMRMLScalarVolumeNode")
+            for i in range(scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode"))]
+
+
+def test_new_output_keeps_geometry_type_transform_hierarchy_and_window(scene, ct_node):
+    before = np.array(slicer.util.arrayFromVolume(ct_node), copy=True)
+    seen = []
+    out = NSN2NDenoiseLogic().process(ct_node, progressCallback=seen.append, **FAST)
+    assert out is not None and out.GetScene() is scene and out.GetID() != ct_node.GetID()
+    assert out.GetName() == "CT head denoised"
+    np.testing.assert_allclose(matrix_of(out), matrix_of(ct_node))
+    result = slicer.util.arrayFromVolume(out)
+    assert result.dtype == before.dtype and result.shape == before.shape
+    assert not np.array_equal(result, before)
+    np.testing.assert_array_equal(slicer.util.arrayFromVolume(ct_node), before)  # untouched
+    assert out.GetTransformNodeID() == ct_node.GetTransformNodeID()
+    hierarchy = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
+    assert hierarchy.GetItemParent(hierarchy.GetItemByDataNode(out)) == \
+        hierarchy.GetItemParent(hierarchy.GetItemByDataNode(ct_node))
+    shown = out.GetDisplayNode()
+    assert (shown.GetWindow(), shown.GetLevel()) == (80, 40) and not shown.GetAutoWindowLevel()
+    assert {p.phase for p in seen} >= {"prepare", "train", "predict"}
+
+
+def test_existing_output_node_is_reused(scene, ct_node):
+    existing = add_volume(scene, np.zeros((3, 4, 5), np.float32), name="target")
+    count = len(volume_nodes(scene))
+    out = NSN2NDenoiseLogic().process(ct_node, existing, **FAST)
+    assert out is existing and len(volume_nodes(scene)) == count
+    assert slicer.util.arrayFromVolume(out).shape == slicer.util.arrayFromVolume(ct_node).shape
+    np.testing.assert_allclose(matrix_of(out), matrix_of(ct_node))
+
+
+def test_camel_case_options_and_unknown_options(scene, ct_node):
+    logic = NSN2NDenoiseLogic()
+    logic.process(ct_node, iterations=3, sliceAxis="auto", biasCorrection=False)
+    assert logic.lastReport["steps"] == 3 and logic.lastReport["slice_axis"] == 0
+    with pytest.raises(InputError, match="Unknown option"):
+        logic.process(ct_node, learningRate=1)
+
+
+def run_async(logic, node, **kwargs):
+    outcome = {}
+    logic.process(node, waitForCompletion=False,
+                  onFinished=lambda n, r: outcome.setdefault("node", n),
+                  onCancelled=lambda: outcome.setdefault("cancelled", True),
+                  onError=lambda e: outcome.setdefault("error", e), **kwargs)
+    return outcome
+
+
+def poll_until_done(logic, timeout=60):
+    deadline = time.monotonic() + timeout
+    while logic.poll():
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+
+
+def test_background_run_adds_the_node_only_at_the_end(scene, ct_node):
+    logic = NSN2NDenoiseLogic()
+    count = len(volume_nodes(scene))
+    progress = []
+    outcome = run_async(logic, ct_node, progressCallback=progress.append, steps=30, seed=0,
+                        device="cpu")
+    assert logic.busy and len(volume_nodes(scene)) == count  # nothing added yet
+    with pytest.raises(RuntimeError, match="already in progress"):
+        logic.process(ct_node, **FAST)
+    poll_until_done(logic)
+    assert outcome["node"].GetScene() is scene and len(volume_nodes(scene)) == count + 1
+    assert progress and not logic.busy
+
+
+def test_cancel_leaves_the_scene_unchanged(scene, ct_node):
+    logic = NSN2NDenoiseLogic()
+    nodes_before = scene.GetNumberOfNodes()
+    before = np.array(slicer.util.arrayFromVolume(ct_node), copy=True)
+    first_step = threading.Event()
+    outcome = run_async(logic, ct_node, progressCallback=lambda p: first_step.set(),
+                        steps=100000, device="cpu")
+    while not first_step.is_set():  # progress arrives through poll()
+        logic.poll()
+        time.sleep(0.01)
+    logic.cancel()
+    poll_until_done(logic)
+    assert outcome == {"cancelled": True}
+    assert scene.GetNumberOfNodes() == nodes_before
+    np.testing.assert_array_equal(slicer.util.arrayFromVolume(ct_node), before)
+
+
+def test_cancel_and_wait_discards_a_running_job(scene, ct_node):
+    logic = NSN2NDenoiseLogic()
+    nodes_before = scene.GetNumberOfNodes()
+    outcome = run_async(logic, ct_node, steps=100000, device="cpu")
+    logic.cancelAndWait()
+    assert not logic.busy and outcome == {} and scene.GetNumberOfNodes() == nodes_before
+
+
+def test_cancel_event_in_blocking_mode(scene, ct_node):
+    from nsn2n.errors import Cancelled
+
+    cancel = threading.Event()
+    cancel.set()
+    nodes_before = scene.GetNumberOfNodes()
+    with pytest.raises(Cancelled):
+        NSN2NDenoiseLogic().process(ct_node, cancelEvent=cancel, **FAST)
+    assert scene.GetNumberOfNodes() == nodes_before
+
+
+def test_bad_inputs_raise_clear_errors_and_add_nothing(scene, ct_node):
+    logic = NSN2NDenoiseLogic()
+    flat = add_volume(scene, np.random.default_rng(0).random((1, 16, 16)).astype(np.float32),
+                      name="flat")
+    labels = add_volume(scene, np.ones((4, 8, 8), np.uint8), name="labels",
+                        node_class="vtkMRMLLabelMapVolumeNode")
+    empty = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "empty")
+    nodes_before = scene.GetNumberOfNodes()
+    for node, message in [(flat, "2-D"), (labels, "label map"), (empty, "no image data"),
+                          (None, "No input")]:
+        with pytest.raises(InputError, match=message) as info:
+            logic.process(node, **FAST)
+        assert "\n" not in str(info.value)
+    with pytest.raises(InputError, match="must differ"):
+        logic.process(ct_node, ct_node, **FAST)
+    with pytest.raises(InputError, match="preset"):
+        logic.process(ct_node, preset="turbo")
+    assert scene.GetNumberOfNodes() == nodes_before
+
+
+def test_device_choices_always_offer_auto_and_cpu():
+    values = [value for value, _ in NSN2NDenoiseLogic.deviceChoices()]
+    assert values[:2] == ["auto", "cpu"]
