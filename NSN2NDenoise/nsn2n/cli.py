@@ -11,7 +11,6 @@ import argparse
 import json
 import logging
 import sys
-import threading
 import time
 from typing import List, Optional
 
@@ -103,7 +102,7 @@ class _Reporter:
 def _denoise(args) -> int:
     from .pipeline import DenoiseOptions, denoise
     from .preview import check_png_path, montage, write_png
-    from .volume import check_output_path, read_volume, write_volume
+    from .volume import check_output_path, check_writable_folder, read_volume, write_volume
 
     options = DenoiseOptions(method=args.method, preset=args.preset, steps=args.steps,
                              max_minutes=args.max_minutes, seed=args.seed, device=args.device,
@@ -112,14 +111,12 @@ def _denoise(args) -> int:
     check_output_path(args.output, args.input)
     if args.preview:
         check_png_path(args.preview)
+    if args.report:
+        check_writable_folder(args.report)
     volume = read_volume(args.input)
     reporter = _Reporter(args.progress)
-    cancel = threading.Event()
-    try:
-        result, report = denoise(volume, options, progress=reporter, cancel=cancel)
-    except KeyboardInterrupt:
-        cancel.set()
-        raise Cancelled("cancelled by the user") from None
+    try:  # Ctrl-C raises KeyboardInterrupt here, before anything is written
+        result, report = denoise(volume, options, progress=reporter)
     finally:
         reporter.close()
     write_volume(result, args.output)
@@ -152,6 +149,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         print("nsn2n: cancelled; nothing was written", file=sys.stderr)
         return EXIT_CANCELLED
     except MemoryError:
-        print("nsn2n: error: out of memory; try --device cpu or a smaller volume",
-              file=sys.stderr)
+        print("nsn2n: error: out of memory", file=sys.stderr)
+        return EXIT_FAILED
+    except RuntimeError as exc:  # torch reports GPU out-of-memory as a RuntimeError
+        if "out of memory" not in str(exc).lower():
+            raise
+        print("nsn2n: error: the device ran out of memory; try --device cpu", file=sys.stderr)
         return EXIT_FAILED

@@ -44,7 +44,7 @@ def gaussian_lowpass(slices: torch.Tensor, sigma: float) -> torch.Tensor:
 class PairWeights(NamedTuple):
     """W_k for the pairs (k, k+1), k = 0 .. D-2, and the threshold actually used."""
 
-    weights: torch.Tensor  # (D-1, H, W), float 0/1
+    weights: torch.Tensor  # (D-1, H, W), bool (a quarter of float32 on a large CT)
     tau: float
     matched_fraction: float
 
@@ -72,8 +72,9 @@ def pair_weights(slices: torch.Tensor, tau: float, lowpass_sigma: float,
         previous = low[-1]
     noise_floor = 3.0 * _robust_std(residuals)
     used_tau = max(float(tau), noise_floor)
-    weights = (residuals <= used_tau).float()
-    return PairWeights(weights, used_tau, float(weights.mean()))
+    weights = residuals <= used_tau
+    del residuals
+    return PairWeights(weights, used_tau, int(weights.sum()) / weights.numel())
 
 
 def _robust_std(residuals: torch.Tensor, samples: int = 1_000_000) -> float:
@@ -148,4 +149,4 @@ def gather_runs(volume: torch.Tensor, weights: torch.Tensor, runs: RunBatch, run
             element = element & 3  # transposing a non-square crop would break the batch
         images.append(dihedral(img, int(element)))
         masks.append(dihedral(msk, int(element)))
-    return torch.stack(images), torch.stack(masks)
+    return torch.stack(images), torch.stack(masks).float()

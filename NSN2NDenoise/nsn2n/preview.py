@@ -5,7 +5,6 @@ Written with zlib alone so the engine needs no plotting library.
 
 from __future__ import annotations
 
-import os
 import struct
 import zlib
 from pathlib import Path
@@ -13,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
+from .volume import check_writable_folder
 
 
 def check_png_path(path) -> Path:
@@ -20,10 +20,7 @@ def check_png_path(path) -> Path:
     path = Path(path)
     if path.suffix.lower() != ".png":
         raise InputError(f"the preview must be a .png file, not {path.name!r}")
-    parent = path.resolve().parent
-    if not parent.is_dir() or not os.access(parent, os.W_OK):
-        raise InputError(f"preview folder is not writable: {parent}")
-    return path
+    return check_writable_folder(path)
 
 
 def write_png(path, gray: np.ndarray) -> Path:

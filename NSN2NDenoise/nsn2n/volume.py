@@ -185,7 +185,9 @@ def cast_like(array: np.ndarray, dtype: np.dtype) -> np.ndarray:
     dtype = np.dtype(dtype)
     if dtype.kind in "iu":
         info = np.iinfo(dtype)
-        return np.clip(np.rint(array), info.min, info.max).astype(dtype)
+        rounded = np.rint(array)  # one float copy, clipped in place: bounded peak memory
+        np.clip(rounded, info.min, info.max, out=rounded)
+        return rounded.astype(dtype)
     return array.astype(dtype)
 
 
@@ -197,12 +199,18 @@ def check_output_path(output, input_path=None) -> Path:
                          + ", ".join(WRITE_SUFFIXES))
     if input_path is not None and output.resolve() == Path(input_path).resolve():
         raise InputError("OUTPUT is the same file as INPUT; the input is never overwritten")
-    parent = output.resolve().parent
+    check_writable_folder(output)
+    return output
+
+
+def check_writable_folder(path) -> Path:
+    """The folder that will hold ``path`` exists and this user may write into it."""
+    parent = Path(path).resolve().parent
     if not parent.is_dir():
         raise InputError(f"output folder does not exist: {parent}")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise InputError(f"output folder is not writable: {parent}")
-    return output
+    return Path(path)
 
 
 def write_volume(volume: Volume, path) -> Path:

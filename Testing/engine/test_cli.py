@@ -101,6 +101,8 @@ def test_bad_output_paths(tmp_path, ct_file, capsys):
     assert main(["denoise", str(ct_file), str(tmp_path / "o.jpg")] + FAST) == 2
     assert main(["denoise", str(ct_file), str(tmp_path / "o.nrrd"), "--preview",
                  str(tmp_path / "p.txt")] + FAST) == 2
+    assert main(["denoise", str(ct_file), str(tmp_path / "o.nrrd"), "--report",
+                 str(tmp_path / "no" / "r.json")] + FAST) == 2
     assert not (tmp_path / "o.nrrd").exists()
 
 

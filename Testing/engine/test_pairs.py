@@ -77,7 +77,7 @@ def test_structure_change_is_unmatched_noise_is_not(phantom):
     volume = phantom.copy()
     volume[4:, 8:20, 8:20] += 0.5  # a structure appearing between slices 3 and 4
     noisy = torch.from_numpy(volume + rng.normal(0, 0.02, volume.shape).astype(np.float32))
-    w = pair_weights(noisy, tau=0.03, lowpass_sigma=1.0).weights
+    w = pair_weights(noisy, tau=0.03, lowpass_sigma=1.0).weights.float()
     assert w[3, 12:16, 12:16].mean() == 0  # the changed region, pair (3, 4)
     assert w[0].mean() > 0.9  # unchanged pairs are matched despite the noise
 

@@ -131,7 +131,7 @@ def fit_predict(slices: np.ndarray, config: NSN2NConfig,
         mask = pair_weights(volume, config.tau, config.lowpass_sigma)
         weights, tau, matched = mask.weights, mask.tau, mask.matched_fraction
     else:
-        weights = torch.ones((depth - 1, height, width))
+        weights = torch.ones((depth - 1, height, width), dtype=torch.bool)
         tau, matched = float("nan"), 1.0
     check_cancel(cancel)
     target = None if reference is None else torch.from_numpy(
