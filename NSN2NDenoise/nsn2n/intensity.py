@@ -117,16 +117,21 @@ def _rician_mean_table(size: int = 2048):
 def rician_bias_correct(estimate: np.ndarray, sigma: float) -> np.ndarray:
     """Map an estimate of the Rician mean back to the underlying magnitude.
 
-    Noise2Noise on magnitude MRI learns E|nu + n|, which is sigma*sqrt(pi/2) in air.  This
-    inverts the exact Rician mean function (monotone in nu), not the rough
-    ``sqrt(y^2 - 2 sigma^2)``, which over-corrects bright tissue by about sigma^2 / 2nu.
+    Noise2Noise on magnitude MRI learns E|nu + n|, which is sigma*sqrt(pi/2) in air.  In
+    tissue (estimate >= 4 sigma) this inverts the exact Rician mean function, where the
+    usual ``sqrt(y^2 - 2 sigma^2)`` over-corrects by about sigma^2 / 2nu.  Near the noise
+    floor the exact inverse is so steep that the estimate's own small fluctuations become
+    visible noise (measured: whole-volume SSIM 0.82 instead of 0.98 on the MRI slab), so
+    below 2 sigma the robust ``sqrt(max(y^2 - 2 sigma^2, 0))`` is used, which zeroes air;
+    in between the two are blended linearly.
     """
     if sigma <= 0:
         return estimate
-    snr, mean = _rician_mean_table()
     ratio = np.asarray(estimate, dtype=np.float64) / sigma
-    corrected = np.interp(ratio, mean, snr)
-    # Beyond the table the mean is sqrt(nu^2 + sigma^2) to high accuracy.
-    high = ratio > mean[-1]
-    corrected[high] = np.sqrt(ratio[high] ** 2 - 1.0)
-    return corrected * sigma
+    snr, mean = _rician_mean_table()
+    exact = np.interp(ratio, mean, snr)
+    high = ratio > mean[-1]  # beyond the table the mean is sqrt(nu^2 + sigma^2)
+    exact[high] = np.sqrt(ratio[high] ** 2 - 1.0)
+    robust = np.sqrt(np.maximum(ratio ** 2 - 2.0, 0.0))
+    weight = np.clip((ratio - 2.0) / 2.0, 0.0, 1.0)
+    return (weight * exact + (1.0 - weight) * robust) * sigma

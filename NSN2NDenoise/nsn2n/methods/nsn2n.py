@@ -35,7 +35,7 @@ TTA_ELEMENTS = {1: (0,), 2: (0, 3), 4: (0, 3, 5, 6), 8: tuple(range(8))}
 class NSN2NConfig:
     """Every setting of one NS-N2N run; validated on construction."""
 
-    steps: int = 2000
+    steps: int = 1500
     max_seconds: Optional[float] = None  # a time cap on training; ends the schedule early
     width: int = 16
     depth: int = 3
@@ -79,11 +79,11 @@ class NSN2NConfig:
 
 # Step counts, not seconds, define the presets: the same seed then gives the same output
 # on any machine.  Training cost per step does not depend on the volume size (fixed crops).
-# On a 2-core AVX512-BF16 CPU one step takes about 0.09 s: fast ~45 s, balanced ~3 min,
+# On a 2-core AVX512-BF16 CPU one step takes about 0.09 s: fast ~45 s, balanced ~2.3 min,
 # best ~8 min of training.
 PRESETS: Dict[str, Dict] = {
     "fast": dict(steps=500, tta=4),
-    "balanced": dict(steps=2000, tta=8),
+    "balanced": dict(steps=1500, tta=8),
     "best": dict(steps=5000, tta=8),
 }
 
