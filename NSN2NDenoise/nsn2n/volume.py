@@ -206,7 +206,11 @@ def check_output_path(output, input_path=None) -> Path:
 def check_writable_folder(path) -> Path:
     """The folder that will hold ``path`` exists and this user may write into it."""
     parent = Path(path).resolve().parent
-    if not parent.is_dir():
+    try:
+        exists = parent.is_dir()
+    except OSError:  # a parent folder this user may not even look into
+        raise InputError(f"output folder is not accessible: {parent}") from None
+    if not exists:
         raise InputError(f"output folder does not exist: {parent}")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise InputError(f"output folder is not writable: {parent}")

@@ -1,5 +1,6 @@
 import json
 import os
+from pathlib import Path
 import shutil
 import subprocess
 import sys
@@ -111,22 +112,41 @@ def run_cli(args, **kwargs):
                           text=True, **kwargs)
 
 
-def test_unwritable_output_folder_as_an_unprivileged_user(tmp_path, ct_file):
-    locked = tmp_path / "locked"
-    locked.mkdir()
-    locked.chmod(0o555)
-    tmp_path.chmod(0o755)
-    ct_file.chmod(0o644)
-    command = [sys.executable, "-m", "nsn2n", "denoise", str(ct_file), str(locked / "o.nrrd")]
-    if os.geteuid() == 0:
-        if not shutil.which("setpriv"):
-            pytest.skip("needs setpriv to drop root privileges")
-        command = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] + command
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
-    done = subprocess.run(command + FAST, capture_output=True, text=True, env=env)
-    assert done.returncode == 2, done.stderr
-    assert "not writable" in done.stderr and "Traceback" not in done.stderr
-    assert list(locked.iterdir()) == []
+def test_unwritable_output_folder_as_an_unprivileged_user(ct_file):
+    import tempfile
+
+    shared = Path(tempfile.mkdtemp(prefix="nsn2n-test-"))  # pytest's tmp is root-only
+    try:
+        shared.chmod(0o755)
+        source = shared / "ct.nrrd"
+        shutil.copy(ct_file, source)
+        source.chmod(0o644)
+        locked = shared / "locked"
+        locked.mkdir()
+        locked.chmod(0o555)
+        command = [sys.executable, "-m", "nsn2n", "denoise", str(source), str(locked / "o.nrrd")]
+        if os.geteuid() == 0:
+            if not shutil.which("setpriv"):
+                pytest.skip("needs setpriv to drop root privileges")
+            command = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] + command
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+        done = subprocess.run(command + FAST, capture_output=True, text=True, env=env)
+        assert done.returncode == 2, done.stderr
+        assert "not writable" in done.stderr and "Traceback" not in done.stderr
+        assert list(locked.iterdir()) == []
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)
+
+
+def test_inaccessible_output_folder_is_one_line(tmp_path, ct_file, monkeypatch, capsys):
+    from pathlib import Path as RealPath
+
+    def no_access(self):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(RealPath, "is_dir", no_access)
+    assert main(["denoise", str(ct_file), str(tmp_path / "o.nrrd")] + FAST) == 2
+    assert "not accessible" in capsys.readouterr().err
 
 
 def test_python_dash_m_and_usage_errors(tmp_path):

@@ -80,7 +80,7 @@ def test_averaged_weights_are_the_mean_of_the_tail_iterates():
         return (model.weight * 1.0).sum()  # constant gradient: the weight keeps moving
 
     def record(p):
-        seen[p.step] = float(model.weight)
+        seen[p.step] = model.weight.item()
 
     result = train(model, batch_loss, Schedule(20, None, 0.1), average_tail=0.25,
                    progress=record)
