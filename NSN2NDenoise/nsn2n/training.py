@@ -7,9 +7,11 @@ its own seeded generator, so the same seed and step count give the same weights.
 
 from __future__ import annotations
 
+import collections
 import copy
 import dataclasses
 import math
+import statistics
 import time
 from typing import Callable, Optional, Protocol
 
@@ -118,6 +120,7 @@ class TrainResult:
 
 def train(model: torch.nn.Module, batch_loss: Callable[[int], torch.Tensor],
           schedule: Schedule, *, average_tail: float = 0.25, clip_norm: float = 1.0,
+          spike_factor: float = 10.0,
           progress: Optional[ProgressCallback] = None,
           cancel: Optional[CancelEvent] = None) -> TrainResult:
     """Adam with the schedule, gradient clipping, tail averaging and a divergence guard.
@@ -126,14 +129,19 @@ def train(model: torch.nn.Module, batch_loss: Callable[[int], torch.Tensor],
     (steps or seconds, whichever ends first), where the cosine schedule is already low.
     Noise2Noise gradients are noisy (the target is a noisy slice), so single iterates
     scatter: runs differing only in seed spread by about +-0.5 dB at 60 s.  Averaging the
-    tail is a free ensemble.  A non-finite loss (seen once with bf16 at a high learning
-    rate) restores the last good snapshot and halves the learning rate instead of
-    returning NaNs.
+    tail is a free ensemble.
+
+    Divergence guard: a non-finite loss, or one above ``spike_factor`` times the median of
+    the recent losses, restores the last healthy snapshot, resets Adam and halves the
+    learning rate.  Measured on the MRI slab at peak lr 2e-3 with bf16: the loss jumped
+    from 0.003 to 93 without ever becoming NaN, and the run ended 1.2 dB worse than a run a
+    third as long.
     """
     optimizer = torch.optim.Adam(model.parameters(), lr=schedule.peak_lr)
     snapshot = copy.deepcopy(model.state_dict())
     averaged, averaged_count = copy.deepcopy(model).requires_grad_(False), 0
     lr_scale, recoveries, loss_value = 1.0, 0, float("nan")
+    recent: collections.deque = collections.deque(maxlen=100)
     started = time.perf_counter()
     step = 0
     while True:
@@ -146,10 +154,12 @@ def train(model: torch.nn.Module, batch_loss: Callable[[int], torch.Tensor],
             group["lr"] = schedule.lr(fraction) * lr_scale
         loss = batch_loss(step)
         step += 1
-        if not torch.isfinite(loss):
+        value = float(loss.detach())
+        typical = statistics.median(recent) if len(recent) >= 20 else float("inf")
+        if not math.isfinite(value) or value > spike_factor * typical:
             recoveries += 1
             if recoveries > 5:
-                raise FloatingPointError("training diverged repeatedly (non-finite loss)")
+                raise FloatingPointError("training diverged repeatedly")
             model.load_state_dict(snapshot)
             optimizer = torch.optim.Adam(model.parameters(), lr=schedule.peak_lr)
             lr_scale *= 0.5
@@ -158,7 +168,8 @@ def train(model: torch.nn.Module, batch_loss: Callable[[int], torch.Tensor],
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
         optimizer.step()
-        if step % 50 == 0:
+        recent.append(value)
+        if step % 50 == 0 and value <= 3.0 * typical:  # only healthy states are snapshots
             snapshot = copy.deepcopy(model.state_dict())
         elapsed = time.perf_counter() - started
         done = schedule.fraction(step, elapsed)
@@ -167,7 +178,7 @@ def train(model: torch.nn.Module, batch_loss: Callable[[int], torch.Tensor],
             with torch.no_grad():
                 for mean, current in zip(averaged.parameters(), model.parameters()):
                     mean.lerp_(current, 1.0 / averaged_count)
-        loss_value = float(loss.detach())
+        loss_value = value
         if progress is not None:
             remaining = elapsed * (1 - done) / done if done > 0 else float("nan")
             progress(Progress("train", step, schedule.steps, loss_value, elapsed, remaining))

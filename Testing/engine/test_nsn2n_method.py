@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from nsn2n.errors import Cancelled, InputError
-from nsn2n.methods.nsn2n import NSN2NConfig, config_for, fit_predict
+from nsn2n.methods.nsn2n import NSN2NConfig, config_for, estimate_seconds, fit_predict
 from nsn2n.metrics import psnr
 
 TINY = dict(steps=60, width=8, depth=2, patch=16, batch=2, tta=2, learning_rate=3e-3)
@@ -75,3 +75,13 @@ def test_too_few_slices_or_tiny_slices_are_input_errors():
         fit_predict(np.random.rand(2, 16, 16).astype(np.float32), NSN2NConfig(**TINY))
     with pytest.raises(InputError, match="too small"):
         fit_predict(np.random.rand(5, 3, 16).astype(np.float32), NSN2NConfig(**TINY))
+
+
+def test_runtime_estimate_is_measured_and_grows_with_the_work():
+    import torch
+
+    state = torch.random.get_rng_state()
+    short = estimate_seconds((8, 32, 32), NSN2NConfig(**dict(TINY, steps=10)))
+    long = estimate_seconds((80, 64, 64), NSN2NConfig(**dict(TINY, steps=10_000)))
+    assert 0 < short < long < float("inf")
+    assert torch.equal(torch.random.get_rng_state(), state)  # no global side effect

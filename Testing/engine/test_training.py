@@ -91,3 +91,16 @@ def test_averaged_weights_are_the_mean_of_the_tail_iterates():
     no_tail = train(other, lambda step: other(torch.ones(1, 1)).sum(), Schedule(3, None, 0.1),
                     average_tail=0)
     assert torch.equal(no_tail.averaged.weight, no_tail.model.weight)
+
+
+def test_a_finite_loss_explosion_is_rolled_back():
+    model = torch.nn.Linear(1, 1)
+    x = torch.ones(4, 1)
+
+    def batch_loss(step):
+        loss = ((model(x) - 1) ** 2).mean() + 0.01
+        return loss * 1e4 if step == 30 else loss  # finite, but 10^4 times the usual
+
+    result = train(model, batch_loss, Schedule(60, None, 0.01))
+    assert result.recoveries == 1
+    assert all(torch.isfinite(p).all() for p in result.averaged.parameters())

@@ -206,7 +206,8 @@ def estimate_seconds(shape, config: NSN2NConfig) -> float:
         return time.perf_counter() - started
 
     per_step = max(0.0, timed(6) - timed(2)) / 4
-    model = UNet2d(config.width, config.depth)
+    with torch.random.fork_rng(devices=[]):  # the weights do not matter; global state does
+        model = UNet2d(config.width, config.depth)
     started = time.perf_counter()
     predict_volume(model, np.zeros((1, 128, 128), np.float32), resolve_device(config.device),
                    2 ** config.depth)
