@@ -18,7 +18,7 @@ from slicer.util import VTKObservationMixin
 from typing import Annotated
 
 from NSN2NDenoiseLib.dependencies import ensureTorch
-from NSN2NDenoiseLib.logic import NSN2NDenoiseLogic  # noqa: F401  (the module's logic)
+from NSN2NDenoiseLib.logic import NSN2NDenoiseLogic, panelOptions
 from NSN2NDenoiseLib.state import ProcessingState
 from NSN2NDenoiseLib.viewing import showBeforeAfter
 
@@ -146,11 +146,8 @@ class NSN2NDenoiseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if not ensureTorch():
             return
         p = self._parameterNode
-        device = self.ui.deviceComboBox.currentData or "auto"
-        options = dict(method=p.method, preset=p.preset, device=device, seed=p.seed,
-                       slice_axis=p.sliceAxis if p.sliceAxis == "auto" else int(p.sliceAxis),
-                       bias_correction={"auto": None, "on": True, "off": False}[p.biasCorrection],
-                       steps=p.iterations or None)
+        options = panelOptions(p.method, p.preset, self.ui.deviceComboBox.currentData, p.seed,
+                               p.sliceAxis, p.iterations, p.biasCorrection)
         if not self._confirmCpuTime(p, options):
             return
         with slicer.util.tryWithErrorDisplay(_("Could not start denoising."), waitCursor=True):
@@ -189,7 +186,7 @@ class NSN2NDenoiseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.processing.handle("finish")
         if self._parameterNode:
             self._parameterNode.outputVolume = node
-        showBeforeAfter(self._parameterNode.inputVolume, node, self.ui.opacitySlider.value)
+            showBeforeAfter(self._parameterNode.inputVolume, node, self.ui.opacitySlider.value)
         self.ui.statusLabel.text = _("Done in {s:.0f} s on {device}.").format(
             s=report["total_seconds"], device=report["device"])
         self._updateButtons()
@@ -213,7 +210,8 @@ class NSN2NDenoiseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def _stopJob(self):
         if self.logic.busy:
             self.logic.cancelAndWait()
-            self.processing.handle("cancelled") if self.processing.busy else None
+        if self.processing.busy:
+            self.processing.handle("cancelled")
         self._timer.stop()
 
 

@@ -29,6 +29,15 @@ def denoise_options(**options):
     return DenoiseOptions(**translated)
 
 
+def panelOptions(method: str, preset: str, device: Optional[str], seed: int, sliceAxis: str,
+                 iterations: int, biasCorrection: str) -> dict:
+    """``process()`` options from the panel's parameter values (strings from combo boxes)."""
+    return dict(method=method, preset=preset, device=device or "auto", seed=seed,
+                slice_axis=sliceAxis if sliceAxis == "auto" else int(sliceAxis),
+                steps=iterations or None,
+                bias_correction={"auto": None, "on": True, "off": False}[biasCorrection])
+
+
 class NSN2NDenoiseLogic:
     """Denoise scalar volume nodes with the NSN2NDenoise engine.
 

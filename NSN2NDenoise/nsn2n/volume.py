@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
+import logging
 import os
 import shutil
 import struct
@@ -26,6 +27,8 @@ from .errors import InputError
 READ_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd", ".dcm")
 WRITE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
 MIN_SLICES = 3
+
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,10 +117,13 @@ def _read_dicom_series(folder: Path):
     series = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
     if not series:
         raise InputError(f"no DICOM series found in folder {folder}")
-    # Several series in one folder: take the one with the most files, the usual
-    # "the volume" in an export, and name it so the choice is visible.
+    # Several series in one folder: take the one with the most files, the usual "the
+    # volume" of an export, and say so, since a scout or a dose report may sit beside it.
     files = max((sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), s) for s in series),
                 key=len)
+    if len(series) > 1:
+        log.warning("%s holds %d DICOM series; using the largest (%d files)", folder,
+                    len(series), len(files))
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(files)
     reader.MetaDataDictionaryArrayUpdateOn()
@@ -132,8 +138,7 @@ def _check_header(dimension: int, size, components: int, path: Path) -> None:
     if components != 1:
         raise InputError(f"{path} has {components} components per voxel (RGB or vector); "
                          "a scalar (gray) volume is needed")
-    if dimension == 2 or (dimension == 3 and min(size) == 1 and sorted(size)[1] > 1
-                          and sum(1 for s in size if s > 1) == 2):
+    if dimension == 2 or (dimension == 3 and sum(1 for s in size if s > 1) < 3):
         raise InputError(f"{path} is a 2-D image; a volume of at least {MIN_SLICES} slices "
                          "is needed")
     if dimension != 3:

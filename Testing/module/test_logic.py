@@ -150,3 +150,14 @@ def test_bad_inputs_raise_clear_errors_and_add_nothing(scene, ct_node):
 def test_device_choices_always_offer_auto_and_cpu():
     values = [value for value, _ in NSN2NDenoiseLogic.deviceChoices()]
     assert values[:2] == ["auto", "cpu"]
+
+
+def test_panel_values_become_engine_options():
+    from NSN2NDenoiseLib.logic import denoise_options, panelOptions
+
+    options = panelOptions("auto", "fast", None, 7, "2", 0, "off")
+    assert options == dict(method="auto", preset="fast", device="auto", seed=7, slice_axis=2,
+                           steps=None, bias_correction=False)
+    engine = denoise_options(**options)
+    assert engine.slice_axis == 2 and engine.bias_correction is False and engine.steps is None
+    assert panelOptions("nsn2n", "best", "cuda:0", 0, "auto", 300, "on")["steps"] == 300
