@@ -161,3 +161,20 @@ def test_panel_values_become_engine_options():
     engine = denoise_options(**options)
     assert engine.slice_axis == 2 and engine.bias_correction is False and engine.steps is None
     assert panelOptions("nsn2n", "best", "cuda:0", 0, "auto", 300, "on")["steps"] == 300
+
+
+def test_what_the_slicer_self_test_checks_holds_on_its_sample(scene):
+    # NSN2NDenoiseTest runs only inside Slicer; this repeats its check on slicer-core.
+    from pathlib import Path
+
+    import SimpleITK as sitk
+    from nsn2n.intensity import slice_noise_sigma
+
+    path = (Path(__file__).resolve().parents[2] / "NSN2NDenoise" / "Resources" / "Samples"
+            / "mni152_t1_rician5_small.nrrd")
+    node = add_volume(scene, sitk.GetArrayFromImage(sitk.ReadImage(str(path))), name="sample")
+    out = NSN2NDenoiseLogic().process(node, steps=30, device="cpu", seed=0)
+    before, after = slicer.util.arrayFromVolume(node), slicer.util.arrayFromVolume(out)
+    assert after.shape == before.shape and after.dtype == before.dtype
+    assert slice_noise_sigma(after.astype(np.float32)) < slice_noise_sigma(
+        before.astype(np.float32))
