@@ -104,3 +104,27 @@ def test_a_finite_loss_explosion_is_rolled_back():
     result = train(model, batch_loss, Schedule(60, None, 0.01))
     assert result.recoveries == 1
     assert all(torch.isfinite(p).all() for p in result.averaged.parameters())
+
+
+def test_heterogeneous_batches_are_not_mistaken_for_explosions():
+    model = torch.nn.Linear(1, 1)
+    x = torch.ones(4, 1)
+
+    def batch_loss(step):  # most batches nearly empty (air), every 7th a normal one
+        base = ((model(x) - 1) ** 2).mean()
+        return base + (0.05 if step % 7 == 0 else 1e-5)
+
+    assert train(model, batch_loss, Schedule(200, None, 0.001)).recoveries == 0
+
+
+def test_endless_divergence_stops_early_instead_of_failing():
+    model = torch.nn.Linear(1, 1)
+    x = torch.ones(4, 1)
+
+    def batch_loss(step):
+        loss = ((model(x) - 1) ** 2).mean()
+        return loss * float("nan") if step >= 30 else loss
+
+    result = train(model, batch_loss, Schedule(100, None, 0.01), max_recoveries=3)
+    assert result.recoveries == 4 and result.steps < 100
+    assert all(torch.isfinite(p).all() for p in result.averaged.parameters())
