@@ -53,6 +53,11 @@ class DenoiseJob:
         current state, not a replay of every step.
         """
         latest_progress = None
+
+        def flush_progress():
+            if latest_progress is not None and self._handlers["progress"]:
+                self._handlers["progress"](latest_progress)
+
         while True:
             try:
                 kind, payload = self._events.get_nowait()
@@ -61,17 +66,18 @@ class DenoiseJob:
             if kind == "progress":
                 latest_progress = payload
                 continue
-            if latest_progress is not None and self._handlers["progress"]:
-                self._handlers["progress"](latest_progress)
-                latest_progress = None
+            flush_progress()
+            latest_progress = None
             self.finished = True
             handler = self._handlers[kind]
-            if handler is not None:
-                handler(payload) if kind != "cancelled" else handler()
-            elif kind == "error":
-                raise payload
-        if latest_progress is not None and self._handlers["progress"]:
-            self._handlers["progress"](latest_progress)
+            if handler is None:
+                if kind == "error":
+                    raise payload
+            elif kind == "cancelled":
+                handler()
+            else:
+                handler(payload)
+        flush_progress()
         return not self.finished
 
     def wait(self, timeout: Optional[float] = None) -> None:
