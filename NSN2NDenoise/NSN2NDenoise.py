@@ -47,7 +47,7 @@ class NSN2NDenoise(ScriptedLoadableModule):
 class NSN2NDenoiseParameterNode:
     inputVolume: slicer.vtkMRMLScalarVolumeNode
     outputVolume: slicer.vtkMRMLScalarVolumeNode
-    method: Annotated[str, Choice(["auto", "nsn2n"])] = "auto"
+    method: Annotated[str, Choice(["auto", "nsn2n", "speckle2self"])] = "auto"
     preset: Annotated[str, Choice(["fast", "balanced", "best"])] = "balanced"
     seed: int = 0
     sliceAxis: Annotated[str, Choice(["auto", "0", "1", "2"])] = "auto"

@@ -121,18 +121,13 @@ class NSN2NDenoiseLogic:
     @staticmethod
     def estimateSeconds(inputVolume, **options) -> Optional[float]:
         """Expected run time on the CPU, or None when the run will use a GPU."""
-        import numpy as np
-        from nsn2n.methods.nsn2n import estimate_seconds
-        from nsn2n.pipeline import resolve_slice_axis
+        from nsn2n.pipeline import estimate_seconds
         from nsn2n.training import resolve_device
 
         engine_options = denoise_options(**options)
         if resolve_device(engine_options.device).type != "cpu":
             return None
-        volume = volume_from_node(inputVolume)
-        axis = resolve_slice_axis(volume.geometry, engine_options.slice_axis)
-        shape = np.moveaxis(volume.array, axis, 0).shape
-        return estimate_seconds(shape, engine_options.method_config())
+        return estimate_seconds(volume_from_node(inputVolume), engine_options)
 
     @staticmethod
     def deviceChoices():

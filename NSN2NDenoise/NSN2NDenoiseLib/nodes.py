@@ -27,15 +27,31 @@ def check_input_node(node) -> None:
     image = node.GetImageData()
     if image is None or image.GetNumberOfPoints() == 0:
         raise InputError(f"'{name}' has no image data.")
-    if image.GetNumberOfScalarComponents() != 1:
-        raise InputError(f"'{name}' has {image.GetNumberOfScalarComponents()} components "
-                         "per voxel (RGB or vector); a gray volume is needed.")
-    if sum(1 for d in image.GetDimensions() if d > 1) < 3:
-        raise InputError(f"'{name}' is a 2-D image; a volume of at least 3 slices is needed.")
+    components = image.GetNumberOfScalarComponents()
+    if components not in (1, 3, 4):
+        raise InputError(f"'{name}' has {components} components per voxel (a vector "
+                         "volume); a gray or RGB volume is needed.")
+    # Slice count and colour are the method's business: NS-N2N refuses 2-D images and RGB,
+    # Speckle2Self takes both; the engine says so in one sentence.
+
+
+def node_modality(node) -> Optional[str]:
+    """The DICOM modality of a node loaded through Slicer's DICOM module, else None."""
+    import slicer
+
+    uids = (node.GetAttribute("DICOM.instanceUIDs") or "").split()
+    database = getattr(slicer, "dicomDatabase", None)
+    if not uids or database is None:
+        return None
+    try:
+        return database.instanceValue(uids[0], "0008,0060").strip() or None
+    except Exception:  # a database without that instance: modality stays unknown
+        return None
 
 
 def volume_from_node(node) -> Volume:
-    """Copy the voxels (``(k, j, i)`` order) and the geometry of a scalar volume node."""
+    """Copy the voxels (``(k, j, i)`` or ``(k, j, i, c)`` order) and the geometry of a
+    scalar or RGB volume node."""
     import slicer.util
 
     check_input_node(node)
@@ -48,7 +64,7 @@ def volume_from_node(node) -> Volume:
     # and the output takes its geometry from the input node itself.
     geometry = Geometry(tuple(node.GetSpacing()), tuple(node.GetOrigin()),
                         tuple(matrix.GetElement(r, c) for r in range(3) for c in range(3)))
-    return Volume(array, geometry)
+    return Volume(array, geometry, node_modality(node))
 
 
 def write_output(input_node, array: np.ndarray, output_node=None, name: Optional[str] = None):
@@ -88,6 +104,9 @@ def _match_display(input_node, output_node) -> None:
         output_node.CreateDefaultDisplayNodes()
     target = output_node.GetDisplayNode()
     if source is None or target is None:
+        return
+    if input_node.IsA("vtkMRMLVectorVolumeNode"):  # RGB in, gray out: its own window
+        target.SetAutoWindowLevel(True)
         return
     if source.GetColorNodeID():
         target.SetAndObserveColorNodeID(source.GetColorNodeID())

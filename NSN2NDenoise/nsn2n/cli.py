@@ -35,11 +35,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    run = commands.add_parser("denoise", help="denoise one volume (NIfTI, NRRD, MetaImage, "
-                              "or a DICOM series folder)")
+    run = commands.add_parser("denoise", help="denoise one volume or ultrasound image/cine "
+                              "(NIfTI, NRRD, MetaImage, DICOM file or series folder)")
     run.add_argument("input", help="input file, or a folder holding one DICOM series")
     run.add_argument("output", help="output file: .nii, .nii.gz, .nrrd, .nhdr, .mha or .mhd")
-    run.add_argument("--method", default="auto", choices=["auto", "nsn2n"])
+    run.add_argument("--method", default="auto", choices=["auto", "nsn2n", "speckle2self"],
+                     help="auto: nsn2n; speckle2self (ultrasound, 2-D images and cines, "
+                     "RGB converted to gray) is experimental: see the README")
     run.add_argument("--preset", default="balanced", choices=["fast", "balanced", "best"])
     run.add_argument("--steps", type=int, help="training iterations (overrides the preset)")
     run.add_argument("--max-minutes", type=float, help="cap on training time; results then "
@@ -47,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     run.add_argument("--slice-axis", type=_axis, default="auto",
-                     help="array axis across slices: auto (largest spacing), 0, 1 or 2")
+                     help="array axis across slices or frames: auto (largest spacing; "
+                     "ties and single images: axis 0), 0, 1 or 2")
     run.add_argument("--modality", choices=["CT", "MR", "US"],
                      help="override the modality read from the file or guessed from HU")
     bias = run.add_mutually_exclusive_group()
@@ -100,7 +103,7 @@ class _Reporter:
 
 
 def _denoise(args) -> int:
-    from .pipeline import DenoiseOptions, denoise
+    from .pipeline import DenoiseOptions, denoise, to_gray
     from .preview import check_png_path, montage, write_png
     from .volume import check_output_path, check_writable_folder, read_volume, write_volume
 
@@ -121,14 +124,16 @@ def _denoise(args) -> int:
         reporter.close()
     write_volume(result, args.output)
     if args.preview:
-        write_png(args.preview, montage(volume.array, result.array, report["slice_axis"]))
+        before = volume.array if volume.components == 1 else to_gray(volume.array)
+        write_png(args.preview, montage(before, result.array, report["slice_axis"]))
     if args.report:
         with open(args.report, "w", encoding="utf-8") as handle:
             json.dump(report, handle, indent=2, default=str)
     if reporter.mode != "json":
-        print(f"wrote {args.output} ({report['steps']} steps on {report['device']}, "
-              f"{report['total_seconds']:.0f} s; {100 * report['matched_fraction']:.0f} % "
-              "of pixels matched between slices)", file=sys.stderr)
+        detail = (f"; {100 * report['matched_fraction']:.0f} % of pixels matched between "
+                  "slices" if "matched_fraction" in report else "")
+        print(f"wrote {args.output} ({report['method']}, {report['steps']} steps on "
+              f"{report['device']}, {report['total_seconds']:.0f} s{detail})", file=sys.stderr)
     return EXIT_OK
 
 

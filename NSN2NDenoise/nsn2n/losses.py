@@ -19,7 +19,7 @@ does, so L_IC shapes f at the midpoint rather than dragging the two end outputs 
 
 from __future__ import annotations
 
-from typing import Dict, Optional, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 
@@ -73,3 +73,14 @@ def nsn2n_loss(outputs: torch.Tensor, inputs: torch.Tensor, weights: torch.Tenso
         total = total + lambda_ic * ic
         parts["ic"] = float(ic.detach())
     return total, parts
+
+
+def speckle2self_loss(outputs: Sequence[torch.Tensor], inputs: Sequence[torch.Tensor]
+                      ) -> Tuple[torch.Tensor, Dict[str, float]]:
+    """Speckle2Self: each branch reconstructs its own perturbed input (MSE), and every
+    pair of branch outputs agrees (L1).  All six weights are 1, as published."""
+    reconstruction = sum(((out - x) ** 2).mean() for out, x in zip(outputs, inputs))
+    consistency = sum((outputs[a] - outputs[b]).abs().mean()
+                      for a in range(len(outputs)) for b in range(a + 1, len(outputs)))
+    return reconstruction + consistency, {"reconstruction": float(reconstruction.detach()),
+                                          "consistency": float(consistency.detach())}

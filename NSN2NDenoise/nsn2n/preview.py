@@ -52,6 +52,7 @@ def montage(before: np.ndarray, after: np.ndarray, slice_axis: int = 0,
     low, high = np.percentile(before, [0.5, 99.5])
     difference = before - after
     spread = float(np.percentile(np.abs(difference), 99.5)) or 1.0
+    count = min(count, before.shape[0])  # a single 2-D image gives one row
     picks = np.linspace(0, before.shape[0] - 1, count + 2)[1:-1].round().astype(int)
 
     def window(x, lo, hi):

@@ -49,9 +49,14 @@ class Geometry:
 class Volume:
     """Voxels in ``(k, j, i)`` order, their geometry, and what the file said about them."""
 
-    array: np.ndarray
+    array: np.ndarray  # (k, j, i), or (k, j, i, c) for RGB(A) pixels
     geometry: Geometry
     modality: Optional[str] = None  # "CT", "MR", "US", ... when the file says so
+    dimension: int = 3  # 2 for a single 2-D image, stored as one slice (1, j, i)
+
+    @property
+    def components(self) -> int:
+        return 1 if self.array.ndim == 3 else int(self.array.shape[-1])
 
     def with_array(self, array: np.ndarray) -> "Volume":
         return dataclasses.replace(self, array=array)
@@ -70,10 +75,11 @@ def _sitk():
 
 
 def read_volume(path) -> Volume:
-    """Read a 3-D scalar volume from a file or a DICOM series folder.
+    """Read a 3-D volume or a 2-D image (gray or RGB) from a file or a DICOM series folder.
 
-    Raises :class:`InputError` with a one-line message for anything that is not a
-    denoisable 3-D scalar volume.
+    A 2-D image becomes one slice ``(1, j, i)`` with ``dimension`` 2 and is written back as
+    2-D.  Which shapes a method accepts is the method's business (``require_volume``);
+    here only what no method can use is refused, with a one-line :class:`InputError`.
     """
     path = Path(path)
     if not path.exists():
@@ -106,10 +112,21 @@ def read_volume(path) -> Volume:
     array = sitk.GetArrayFromImage(image)
     if suffix_of(path) in (".nii", ".nii.gz"):
         _check_nifti_finite(path)
+    dimension = image.GetDimension()
+    if dimension == 2:
+        array = array[None]
     check_voxels(array, str(path))
-    geometry = Geometry(tuple(image.GetSpacing()), tuple(image.GetOrigin()),
+    return Volume(array, _geometry_3d(image), modality, dimension)
+
+
+def _geometry_3d(image) -> Geometry:
+    """The image's geometry; a 2-D image gets unit spacing, zero origin along a third axis."""
+    if image.GetDimension() == 3:
+        return Geometry(tuple(image.GetSpacing()), tuple(image.GetOrigin()),
                         tuple(image.GetDirection()))
-    return Volume(array, geometry, modality)
+    (a, b, c, d) = image.GetDirection()
+    return Geometry(tuple(image.GetSpacing()) + (1.0,), tuple(image.GetOrigin()) + (0.0,),
+                    (a, b, 0.0, c, d, 0.0, 0.0, 0.0, 1.0))
 
 
 def _read_dicom_series(folder: Path):
@@ -135,23 +152,18 @@ def _read_dicom_series(folder: Path):
 
 
 def _check_header(dimension: int, size, components: int, path: Path) -> None:
-    if components != 1:
-        raise InputError(f"{path} has {components} components per voxel (RGB or vector); "
-                         "a scalar (gray) volume is needed")
-    if dimension == 2 or (dimension == 3 and sum(1 for s in size if s > 1) < 3):
-        raise InputError(f"{path} is a 2-D image; a volume of at least {MIN_SLICES} slices "
+    if components not in (1, 3, 4):
+        raise InputError(f"{path} has {components} components per voxel (a vector image); "
+                         "a gray or RGB image is needed")
+    if dimension not in (2, 3):
+        raise InputError(f"{path} is a {dimension}-D image; a 3-D volume or a 2-D image "
                          "is needed")
-    if dimension != 3:
-        raise InputError(f"{path} is a {dimension}-D image; a 3-D volume is needed")
 
 
 def check_voxels(array: np.ndarray, name: str = "volume") -> None:
-    """Reject arrays that no method can denoise: wrong shape, non-finite or constant."""
-    if array.ndim != 3:
-        raise InputError(f"{name} is {array.ndim}-D; a 3-D scalar volume is needed")
-    if min(array.shape) < 1 or sorted(array.shape)[1] < 2 or max(array.shape) < MIN_SLICES:
-        raise InputError(f"{name} has shape {array.shape}; a volume of at least "
-                         f"{MIN_SLICES} slices is needed")
+    """Reject arrays that no method can denoise: non-numeric, non-finite or constant."""
+    if array.ndim not in (3, 4) or array.size == 0:
+        raise InputError(f"{name} has shape {array.shape}; a volume or an image is needed")
     if array.dtype.kind not in "iuf":
         raise InputError(f"{name} has voxel type {array.dtype}; a real scalar type is needed")
     if array.dtype.kind == "f" and not np.isfinite(array).all():
@@ -159,6 +171,20 @@ def check_voxels(array: np.ndarray, name: str = "volume") -> None:
         raise InputError(f"{name} has {bad} NaN or infinite voxels")
     if array.min() == array.max():
         raise InputError(f"{name} is constant ({array.flat[0]}): there is nothing to denoise")
+
+
+def require_volume(volume: Volume, name: str = "volume") -> None:
+    """What slice-based methods need: a gray 3-D volume of at least ``MIN_SLICES`` slices."""
+    if volume.components != 1:
+        raise InputError(f"{name} has {volume.components} components per voxel (RGB or "
+                         "vector); a scalar (gray) volume is needed")
+    shape = volume.array.shape
+    if volume.dimension == 2 or sum(1 for s in shape if s > 1) < 3:
+        raise InputError(f"{name} is a 2-D image; a volume of at least {MIN_SLICES} slices "
+                         "is needed (for 2-D ultrasound use --method speckle2self)")
+    if max(shape) < MIN_SLICES:
+        raise InputError(f"{name} has shape {shape}; a volume of at least {MIN_SLICES} "
+                         "slices is needed")
 
 
 _NIFTI_FLOAT = {16: "f4", 64: "f8"}
@@ -226,10 +252,20 @@ def write_volume(volume: Volume, path) -> Path:
     """Write atomically: a temporary folder beside the target, then rename into place."""
     path = check_output_path(path)
     sitk = _sitk()
-    image = sitk.GetImageFromArray(np.ascontiguousarray(volume.array))
-    image.SetSpacing(volume.geometry.spacing)
-    image.SetOrigin(volume.geometry.origin)
-    image.SetDirection(volume.geometry.direction)
+    geometry = volume.geometry
+    if volume.dimension == 2:
+        image = sitk.GetImageFromArray(np.ascontiguousarray(volume.array[0]),
+                                       isVector=volume.components > 1)
+        d = geometry.direction
+        image.SetSpacing(geometry.spacing[:2])
+        image.SetOrigin(geometry.origin[:2])
+        image.SetDirection((d[0], d[1], d[3], d[4]))
+    else:
+        image = sitk.GetImageFromArray(np.ascontiguousarray(volume.array),
+                                       isVector=volume.components > 1)
+        image.SetSpacing(geometry.spacing)
+        image.SetOrigin(geometry.origin)
+        image.SetDirection(geometry.direction)
     try:
         staging = Path(tempfile.mkdtemp(prefix=".nsn2n-", dir=path.resolve().parent))
     except OSError as exc:  # read-only file system, quota: what os.access cannot see

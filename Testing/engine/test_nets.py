@@ -15,3 +15,29 @@ def test_shapes_and_gradients():
     assert y.shape == x.shape and net.multiple == 8
     y.sum().backward()
     assert all(p.grad is not None for p in net.parameters())
+
+
+def test_speckle_net_has_the_published_size_and_no_shortcut():
+    from nsn2n.nets import SpeckleNet
+
+    net = SpeckleNet()  # width 32, four levels: the authors' layer list
+    count = lambda module: sum(p.numel() for p in module.parameters())  # noqa: E731
+    assert [count(e) for e in net.encoders] == [1_955_520] * 3
+    assert count(net.decoder) == 1_955_265 and net.multiple == 16
+    # Skip-free: the code of a 32x32 input is 2x2; the output never sees the input directly.
+    x = torch.rand(2, 1, 32, 32)
+    assert net.encoders[0](x).shape == (2, 256, 2, 2)
+
+
+def test_speckle_net_branches_share_the_decoder_and_inference_uses_the_full_scale():
+    from nsn2n.nets import SpeckleNet
+
+    torch.manual_seed(0)
+    net = SpeckleNet(width=4, levels=2)
+    copies = [torch.rand(2, 1, 8, 12) for _ in range(3)]
+    outputs = net.forward_scales(copies)
+    assert [o.shape for o in outputs] == [(2, 1, 8, 12)] * 3
+    assert torch.allclose(outputs[0], net(copies[0]), atol=1e-6)
+    assert (outputs[0] >= 0).all()  # instance norm then ReLU, as published
+    sum(o.sum() for o in outputs).backward()
+    assert all(p.grad is not None for p in net.parameters())

@@ -103,3 +103,57 @@ def test_rician_correction_only_where_a_rayleigh_background_is_seen():
     assert rician_sigma_for(noisy, "MR", None) == pytest.approx(0.05, rel=0.15)
     signed = rng.normal(0, 1, (6, 16, 16))
     assert rician_sigma_for(signed, "MR", None) is None
+
+
+SPECKLE_FAST = dict(steps=2)
+
+
+def test_auto_never_picks_the_unvalidated_speckle2self(monkeypatch):
+    from nsn2n import pipeline
+    from nsn2n.pipeline import method_for
+
+    array = np.random.default_rng(0).random((3, 16, 16)).astype(np.float32)
+    us = Volume(array, Geometry.identity(), "US")
+    assert method_for(us, DenoiseOptions()) == "nsn2n"
+    assert method_for(us, DenoiseOptions(method="speckle2self")) == "speckle2self"
+    monkeypatch.setattr(pipeline, "AUTO_SPECKLE2SELF_FOR_ULTRASOUND", True)
+    assert method_for(us, DenoiseOptions()) == "speckle2self"
+    assert method_for(Volume(array, Geometry.identity(), "MR"), DenoiseOptions()) == "nsn2n"
+    assert method_for(Volume(array, Geometry.identity()),
+                      DenoiseOptions(modality="US")) == "speckle2self"
+    assert method_for(us, DenoiseOptions(method="nsn2n")) == "nsn2n"
+
+
+def test_rgb_ultrasound_cine_becomes_gray_with_geometry_and_type_kept(caplog):
+    rng = np.random.default_rng(0)
+    gray = rng.integers(0, 200, (3, 21, 34)).astype(np.uint8)
+    rgb = np.repeat(gray[..., None], 3, axis=-1)
+    rgb[0, :4, :4] = (255, 0, 0)  # a coloured annotation
+    geometry = Geometry((0.2, 0.3, 1.0), (1.0, 2.0, 3.0), (1, 0, 0, 0, 1, 0, 0, 0, 1))
+    with caplog.at_level("WARNING"):
+        result, report = denoise(Volume(rgb, geometry, "US"),
+                                 DenoiseOptions(method="speckle2self", **SPECKLE_FAST))
+    assert "converted to gray" in caplog.text
+    assert report["method"] == "speckle2self" and report["converted_to_gray"]
+    assert result.array.shape == gray.shape and result.array.dtype == np.uint8
+    assert result.geometry == geometry and result.components == 1
+    assert report["slice_axis"] == 0
+
+
+def test_single_2d_image_and_explicit_method():
+    image = np.random.default_rng(0).random((1, 30, 40)).astype(np.float32) * 5 - 1
+    volume = Volume(image, Geometry.identity((1.5, 1.5, 1.0)), dimension=2)
+    result, report = denoise(volume, DenoiseOptions(method="speckle2self", **SPECKLE_FAST))
+    assert report["slice_axis"] == 0 and result.dimension == 2
+    assert result.array.shape == image.shape
+    assert image.min() - 1e-5 <= result.array.min() and result.array.max() <= image.max() + 1e-5
+    with pytest.raises(InputError, match="2-D"):
+        denoise(volume, DenoiseOptions(method="nsn2n", **SPECKLE_FAST))
+
+
+def test_estimate_follows_the_method():
+    from nsn2n.pipeline import estimate_seconds
+
+    volume = Volume(np.random.default_rng(0).random((2, 32, 32)).astype(np.float32),
+                    Geometry.identity(), "US")
+    assert estimate_seconds(volume, DenoiseOptions(method="speckle2self", steps=5)) > 0

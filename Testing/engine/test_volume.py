@@ -7,7 +7,8 @@ import pytest
 import SimpleITK as sitk
 
 from nsn2n.errors import InputError
-from nsn2n.volume import Geometry, Volume, cast_like, check_output_path, read_volume, write_volume
+from nsn2n.volume import (Geometry, Volume, cast_like, check_output_path, read_volume,
+                          require_volume, write_volume)
 
 OBLIQUE = Geometry(
     spacing=(0.7, 0.9, 3.0),
@@ -77,12 +78,11 @@ def write_raw(path, array, dtype=None):
 @pytest.mark.parametrize("case, message", [
     ("missing", "not found"),
     ("garbage", "cannot read"),
-    ("two_d", "2-D"),
     ("constant", "constant"),
     ("nan_nrrd", "NaN"),
     ("nan_nifti", "NaN"),
     ("inf_nifti_gz", "NaN or infinite"),
-    ("rgb", "components"),
+    ("vector", "components"),
     ("four_d", "4-D"),
 ])
 def test_bad_inputs_raise_one_line_errors(tmp_path, case, message):
@@ -92,8 +92,6 @@ def test_bad_inputs_raise_one_line_errors(tmp_path, case, message):
     elif case == "garbage":
         path = tmp_path / "bad.nrrd"
         path.write_bytes(b"this is not an image")
-    elif case == "two_d":
-        path = write_raw(tmp_path / "a.nrrd", data[0])
     elif case == "constant":
         path = write_raw(tmp_path / "a.nrrd", np.ones((4, 5, 6), np.int16))
     elif case in ("nan_nrrd", "nan_nifti"):
@@ -102,10 +100,10 @@ def test_bad_inputs_raise_one_line_errors(tmp_path, case, message):
     elif case == "inf_nifti_gz":
         data[0, 0, 0] = np.inf
         path = write_raw(tmp_path / "a.nii.gz", data)
-    elif case == "rgb":
-        path = tmp_path / "rgb.nrrd"
-        sitk.WriteImage(sitk.GetImageFromArray((data * 255).astype(np.uint8)[..., None]
-                                               .repeat(3, -1), isVector=True), str(path))
+    elif case == "vector":
+        path = tmp_path / "vector.nrrd"
+        sitk.WriteImage(sitk.GetImageFromArray(data[..., None].repeat(2, -1), isVector=True),
+                        str(path))
     elif case == "four_d":
         path = tmp_path / "a.nii"
         frame = sitk.GetImageFromArray(data)
@@ -150,3 +148,36 @@ def test_failed_write_leaves_no_file(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError):
         write_volume(make_volume(), tmp_path / "out.nrrd")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("suffix", [".nrrd", ".mha", ".nii.gz"])
+def test_2d_image_round_trip_stays_2d_with_its_geometry(tmp_path, suffix):
+    image = sitk.GetImageFromArray(np.arange(35, dtype=np.uint16).reshape(5, 7))
+    image.SetSpacing((0.3, 0.45))
+    image.SetOrigin((4.0, -2.5))
+    image.SetDirection((0.0, 1.0, 1.0, 0.0))
+    sitk.WriteImage(image, str(tmp_path / f"in{suffix}"))
+    volume = read_volume(tmp_path / f"in{suffix}")
+    assert volume.dimension == 2 and volume.array.shape == (1, 5, 7)
+    back = sitk.ReadImage(str(write_volume(volume, tmp_path / f"out{suffix}")))
+    assert back.GetDimension() == 2 and back.GetSize() == (7, 5)
+    np.testing.assert_allclose(back.GetSpacing(), (0.3, 0.45), rtol=1e-6)
+    np.testing.assert_allclose(back.GetOrigin(), (4.0, -2.5), atol=1e-5)
+    np.testing.assert_allclose(back.GetDirection(), (0.0, 1.0, 1.0, 0.0), atol=1e-6)
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(back), volume.array[0])
+
+
+def test_rgb_is_read_with_its_components_and_refused_by_slice_methods(tmp_path):
+    data = np.random.default_rng(0).integers(0, 255, (4, 5, 6, 3)).astype(np.uint8)
+    sitk.WriteImage(sitk.GetImageFromArray(data, isVector=True), str(tmp_path / "rgb.nrrd"))
+    volume = read_volume(tmp_path / "rgb.nrrd")
+    assert volume.components == 3 and volume.array.shape == (4, 5, 6, 3)
+    with pytest.raises(InputError, match="components"):
+        require_volume(volume)
+
+
+@pytest.mark.parametrize("shape", [(1, 5, 6), (4, 1, 6)])
+def test_slice_methods_refuse_images_and_too_few_slices(shape):
+    volume = Volume(np.random.default_rng(0).random(shape), OBLIQUE)
+    with pytest.raises(InputError, match="2-D|at least 3"):
+        require_volume(volume)

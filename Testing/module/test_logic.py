@@ -178,3 +178,20 @@ def test_what_the_slicer_self_test_checks_holds_on_its_sample(scene):
     assert after.shape == before.shape and after.dtype == before.dtype
     assert slice_noise_sigma(after.astype(np.float32)) < slice_noise_sigma(
         before.astype(np.float32))
+
+
+def test_rgb_ultrasound_node_gives_a_gray_node_with_speckle2self(scene):
+    rng = np.random.default_rng(0)
+    gray = rng.integers(0, 200, (2, 24, 40)).astype(np.uint8)
+    node = add_volume(scene, np.repeat(gray[..., None], 3, -1), name="US cine",
+                      node_class="vtkMRMLVectorVolumeNode")
+    logic = NSN2NDenoiseLogic()
+    with pytest.raises(InputError, match="components"):
+        logic.process(node, method="nsn2n", **FAST)
+    out = logic.process(node, method="speckle2self", steps=2, seed=0, device="cpu")
+    result = slicer.util.arrayFromVolume(out)
+    assert not out.IsA("vtkMRMLVectorVolumeNode")
+    assert result.shape == gray.shape and result.dtype == np.uint8
+    assert np.allclose(matrix_of(out), matrix_of(node))
+    assert logic.lastReport["method"] == "speckle2self"
+    assert logic.estimateSeconds(node, method="speckle2self", steps=2, device="cpu") > 0

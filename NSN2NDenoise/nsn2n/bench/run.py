@@ -4,6 +4,7 @@
     nsn2n bench --cases mri5 --no-bm4d --presets fast
     nsn2n bench --ablation           # what each addition to the paper's recipe is worth
     nsn2n bench --memory             # peak memory for a 512x512x300 int16 CT
+    nsn2n bench --ultrasound         # Speckle2Self on simulated speckle and real files
 
 Quality: PSNR inside the head/body mask and over the whole volume, SSIM over the whole
 volume (data range = clean max - clean min).  For MRI every output is compared after the
@@ -214,6 +215,12 @@ def main(argv: Optional[List[str]] = None) -> int:
                         help="ablate the additions to the paper's recipe instead")
     parser.add_argument("--ablation-seconds", type=float, default=60.0)
     parser.add_argument("--memory", action="store_true", help="only the memory check")
+    parser.add_argument("--ultrasound", action="store_true",
+                        help="the ultrasound benchmark (Speckle2Self) instead")
+    parser.add_argument("--us-cases", default="us-fine,us-coarse")
+    parser.add_argument("--no-bm3d", action="store_true", help="skip BM3D (ultrasound)")
+    parser.add_argument("--no-real", action="store_true",
+                        help="skip the real pydicom-data files (ultrasound)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="bench-out", help="folder for tables and pictures")
     parser.add_argument("--readme", help="write the table into this README's bench section")
@@ -228,6 +235,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         (out / "memory.json").write_text(json.dumps(result))
         return 0
 
+    if args.ultrasound:
+        from .ultrasound import main as ultrasound_main
+
+        return ultrasound_main(args, out, started)
     rows: List[Row] = []
 
     def log(row: Row) -> None:

@@ -1,0 +1,260 @@
+"""``nsn2n bench --ultrasound``: Speckle2Self against the filters an ultrasound user has.
+
+Simulated speckle (``speckle.py``, exact reference) and real files from ``pydicom-data``
+(no reference).  Conventions, stated once for every method:
+
+* images are log-compressed B-mode in [0, 1]; every output, and the noisy input, is
+  compared after an affine least-squares fit to the reference (log of the expected
+  intensity), which removes scale and offset differences such as the log-Rayleigh bias;
+* PSNR uses the reference's range; SSIM is 2-D, averaged over frames;
+* CNR and gCNR are computed per lesion (interior eroded by 3 px against a ring 6-14 px
+  outside it, other lesions excluded) on the method's own output, pooled over frames,
+  averaged over the five lesions;
+* classical filters work frame by frame (the same information Speckle2Self sees), and
+  their free parameters are picked per case by SSIM against the reference, an oracle
+  no user has;
+* Neighbor2Neighbor trains for Speckle2Self's wall time on the same frames.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Callable, Dict, Iterable, List, Tuple
+
+import numpy as np
+
+from .. import metrics
+from ..pipeline import DenoiseOptions, denoise
+from ..preview import montage, write_png
+from ..volume import Geometry, Volume, read_volume
+from . import neighbor2neighbor, speckle
+
+
+@dataclasses.dataclass
+class UsRow:
+    case: str
+    method: str
+    psnr: float
+    ssim: float
+    cnr: float
+    gcnr: float
+    seconds: float
+    note: str = ""
+
+
+def _regions(data: Dict[str, np.ndarray]) -> List[Tuple[np.ndarray, np.ndarray]]:
+    lesions = [data[k] for k in sorted(data) if k.startswith("lesion")]
+    anywhere = np.any(lesions, axis=0)
+    return [(speckle.eroded(m), speckle.background_ring(m) & ~anywhere) for m in lesions]
+
+
+def score(case: str, method: str, output: np.ndarray, data, regions, seconds: float,
+          note: str = "") -> UsRow:
+    clean = data["clean"]
+    fitted = metrics.affine_fit(output, clean)
+    return UsRow(case, method, metrics.psnr(fitted, clean), metrics.ssim_frames(fitted, clean),
+                 float(np.mean([metrics.cnr(output, t, b) for t, b in regions])),
+                 float(np.mean([metrics.gcnr(output, t, b) for t, b in regions])),
+                 seconds, note)
+
+
+def per_frame(filter_2d: Callable[[np.ndarray], np.ndarray]) -> Callable[[np.ndarray], np.ndarray]:
+    return lambda stack: np.stack([filter_2d(frame) for frame in stack])
+
+
+def _nlm(sigma: float, strength: float):
+    from skimage.restoration import denoise_nl_means
+
+    return per_frame(lambda f: denoise_nl_means(f, patch_size=7, patch_distance=9,
+                                                h=strength * sigma, sigma=sigma,
+                                                fast_mode=True))
+
+
+def _bm3d(sigma: float):
+    import bm3d
+
+    return per_frame(lambda f: np.asarray(bm3d.bm3d(f, sigma_psd=sigma), np.float32))
+
+
+def _diffusion(conductance: float, iterations: int):
+    import SimpleITK as sitk
+
+    def run(frame):
+        image = sitk.GetImageFromArray(frame.astype(np.float32))
+        return sitk.GetArrayFromImage(sitk.CurvatureAnisotropicDiffusion(
+            image, timeStep=0.0625, conductanceParameter=conductance,
+            numberOfIterations=iterations))
+
+    return per_frame(run)
+
+
+def best_by_ssim(noisy, clean, grid: Iterable[Tuple[str, Callable]]):
+    best = None
+    for note, run in grid:
+        started = time.perf_counter()
+        out = run(noisy)
+        seconds = time.perf_counter() - started
+        value = metrics.ssim_frames(metrics.affine_fit(out, clean), clean)
+        if best is None or value > best[3]:
+            best = (out, note, seconds, value)
+    return best[:3]
+
+
+def simulated_rows(name: str, preset: str, seed: int, log, out: Path,
+                   with_bm3d: bool = True) -> List[UsRow]:
+    case = speckle.CASES[name]
+    data = speckle.simulate(case)
+    noisy, clean = data["noisy"], data["clean"]
+    regions = _regions(data)
+    rows = [score(name, "noisy input", noisy, data, regions, 0.0)]
+    log(rows[-1])
+    # The speckle's spread on the log scale: what the filters' sigma refers to.
+    sigma = float(np.std(noisy - metrics.affine_fit(noisy, clean)))
+    grids = [("curvature anisotropic diffusion (SimpleITK)",
+              [(f"k={k:g}, {n} it", _diffusion(k, n)) for k in (0.5, 1.0, 2.0)
+               for n in (10, 30, 60)]),
+             ("non-local means (scikit-image)",
+              [(f"h={s:g} sigma", _nlm(sigma, s)) for s in (0.6, 1.0, 1.5)])]
+    if with_bm3d:
+        grids.append(("BM3D (bm3d package)",
+                      [(f"sigma={s:g}x", _bm3d(s * sigma)) for s in (0.5, 1.0, 2.0)]))
+    for method, grid in grids:
+        output, note, seconds = best_by_ssim(noisy, clean, grid)
+        rows.append(score(name, method, output, data, regions, seconds, note))
+        log(rows[-1])
+    volume = Volume(noisy, Geometry.identity(), "US")
+    started = time.perf_counter()
+    result, report = denoise(volume, DenoiseOptions(method="speckle2self", preset=preset,
+                                                    seed=seed))
+    seconds = time.perf_counter() - started
+    rows.append(score(name, f"Speckle2Self `{preset}`", result.array, data, regions, seconds,
+                      f"{report['steps']} steps"))
+    log(rows[-1])
+    write_png(out / f"bench_{name}.png", montage(noisy, result.array))
+    started = time.perf_counter()
+    output = neighbor2neighbor.fit_predict(noisy, report["train_seconds"], seed=seed)
+    rows.append(score(name, "Neighbor2Neighbor", output, data, regions,
+                      time.perf_counter() - started, "same training time"))
+    log(rows[-1])
+    return rows
+
+
+@dataclasses.dataclass(frozen=True)
+class RealFile:
+    """A pydicom-data file with a homogeneous region (ENL) and a dark/bright pair (gCNR),
+    as (frame, row0, row1, col0, col1) boxes chosen by eye on the input."""
+
+    name: str
+    homogeneous: Tuple[int, int, int, int, int]
+    dark: Tuple[int, int, int, int, int]
+    bright: Tuple[int, int, int, int, int]
+
+
+def pydicom_data_folder() -> Path:
+    try:
+        import data_store
+    except ImportError:
+        raise SystemExit("the ultrasound benchmark's real files need the pydicom-data "
+                         "package: pip install pydicom-data") from None
+    return Path(list(data_store.__path__)[0]) / "data"
+
+
+def _box(array: np.ndarray, box) -> np.ndarray:
+    mask = np.zeros(array.shape, bool)
+    frame, r0, r1, c0, c1 = box
+    mask[frame, r0:r1, c0:c1] = True
+    return mask
+
+
+@dataclasses.dataclass
+class RealRow:
+    file: str
+    frames: str
+    enl_before: float
+    enl_after: float
+    gcnr_before: float
+    gcnr_after: float
+    seconds: float
+
+
+def real_rows(files: Iterable[RealFile], preset: str, seed: int, log, out: Path
+              ) -> List[RealRow]:
+    from ..pipeline import to_gray
+
+    rows = []
+    folder = pydicom_data_folder()
+    for spec in files:
+        volume = read_volume(folder / spec.name)
+        started = time.perf_counter()
+        result, report = denoise(volume, DenoiseOptions(method="speckle2self", preset=preset,
+                                                        seed=seed))
+        seconds = time.perf_counter() - started
+        before = volume.array if volume.components == 1 else to_gray(volume.array)
+        after = result.array
+        boxes = [_box(before, b) for b in (spec.homogeneous, spec.dark, spec.bright)]
+        rows.append(RealRow(
+            spec.name, f"{before.shape[0]} x {before.shape[1]}x{before.shape[2]}",
+            metrics.enl(before, boxes[0]), metrics.enl(after, boxes[0]),
+            metrics.gcnr(before, boxes[1], boxes[2]), metrics.gcnr(after, boxes[1], boxes[2]),
+            seconds))
+        log(rows[-1])
+        write_png(out / f"real_{Path(spec.name).stem}.png", montage(before, after))
+    return rows
+
+
+# Boxes chosen by eye on each file's first frame (see the before/after pictures).
+REAL_FILES = (
+    RealFile("gdcm-US-ALOKA-16.dcm", homogeneous=(0, 235, 285, 60, 160),
+             dark=(0, 120, 180, 60, 180), bright=(0, 300, 340, 80, 200)),
+    RealFile("JPGLosslessP14SV1_1s_1f_8b.dcm", homogeneous=(0, 380, 440, 300, 380),
+             dark=(0, 470, 540, 420, 500), bright=(0, 540, 600, 620, 720)),
+    RealFile("color3d_jpeg_baseline.dcm", homogeneous=(0, 110, 150, 300, 350),
+             dark=(0, 190, 240, 320, 360), bright=(0, 330, 360, 250, 330)),
+)
+
+
+def simulated_table(rows: List[UsRow]) -> str:
+    lines = ["| case | method | PSNR (dB) | SSIM | CNR | gCNR | time (s) | notes |",
+             "|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {r.case} | {r.method} | {r.psnr:.2f} | {r.ssim:.3f} | {r.cnr:.2f} | "
+              f"{r.gcnr:.3f} | {r.seconds:.1f} | {r.note} |" for r in rows]
+    return "\n".join(lines)
+
+
+def real_table(rows: List[RealRow]) -> str:
+    lines = ["| file | frames x size | ENL before | ENL after | gCNR before | gCNR after | "
+             "time (s) |", "|---|---|---|---|---|---|---|"]
+    lines += [f"| {r.file} | {r.frames} | {r.enl_before:.1f} | {r.enl_after:.1f} | "
+              f"{r.gcnr_before:.3f} | {r.gcnr_after:.3f} | {r.seconds:.1f} |" for r in rows]
+    return "\n".join(lines)
+
+
+def main(args, out: Path, started: float) -> int:
+    import json
+
+    from .run import machine, update_readme
+
+    def log(row) -> None:
+        print("  ".join(f"{v:.3f}" if isinstance(v, float) else str(v)
+                        for v in dataclasses.asdict(row).values()), flush=True)
+
+    preset = args.presets.split(",")[0] if args.presets != "fast,balanced,best" else "balanced"
+    rows: List[UsRow] = []
+    for name in args.us_cases.split(","):
+        rows += simulated_rows(name, preset, args.seed, log, out, not args.no_bm3d)
+    real = [] if args.no_real else real_rows(REAL_FILES, preset, args.seed, log, out)
+    text = simulated_table(rows)
+    if real:
+        text += "\n\n" + real_table(real)
+    text += (f"\n\nMachine: {machine()}. Whole run: "
+             f"{(time.perf_counter() - started) / 60:.0f} min.")
+    print("\n" + text)
+    (out / "ultrasound.md").write_text(text + "\n", encoding="utf-8")
+    (out / "ultrasound.json").write_text(json.dumps(
+        dict(simulated=[dataclasses.asdict(r) for r in rows],
+             real=[dataclasses.asdict(r) for r in real]), indent=1), encoding="utf-8")
+    if args.readme:
+        update_readme(Path(args.readme), "ultrasound", text)
+    return 0
