@@ -27,13 +27,15 @@ def tile_spans(length: int, tile: int, margin: int) -> List[Tuple[int, int, int,
     return spans
 
 
-def _pad_to_multiple(x: torch.Tensor, multiple: int):
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Reflect-pad ``(..., H, W)`` at the bottom and right to multiples of ``multiple``
+    (replicate where the image is too small to reflect); crop with ``[..., :H, :W]``."""
     height, width = x.shape[-2:]
     pad_h, pad_w = (-height) % multiple, (-width) % multiple
     if pad_h or pad_w:
         mode = "reflect" if pad_h < height and pad_w < width else "replicate"
         x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
-    return x, height, width
+    return x
 
 
 @torch.inference_mode()
@@ -61,7 +63,9 @@ def predict_volume(model: torch.nn.Module, slices: np.ndarray, device: torch.dev
                 region = chunk[:, None, read_r0:read_r1, read_c0:read_c1].to(device)
                 accumulated = torch.zeros_like(region, dtype=torch.float32)
                 for element in transforms:
-                    x, h, w = _pad_to_multiple(dihedral(region, element), multiple)
+                    x = dihedral(region, element)
+                    h, w = x.shape[-2:]
+                    x = pad_to_multiple(x, multiple)
                     with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
                         y = model(x)
                     accumulated += inverse_dihedral(y[..., :h, :w].float(), element)

@@ -132,7 +132,7 @@ def estimate_seconds(volume: Volume, options: DenoiseOptions) -> float:
     gray_shape = volume.array.shape[:3]
     axis = resolve_slice_axis(volume.geometry, options.slice_axis,
                               gray_shape if method == "speckle2self" else None)
-    shape = tuple(np.moveaxis(np.empty(gray_shape, np.uint8), axis, 0).shape)
+    shape = (gray_shape[axis],) + tuple(n for i, n in enumerate(gray_shape) if i != axis)
     module = speckle2self if method == "speckle2self" else nsn2n
     return module.estimate_seconds(shape, options.method_config(method))
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from nsn2n.errors import Cancelled
-from nsn2n.methods.speckle2self import (Speckle2SelfConfig, config_for, fit_predict,
-                                        pad_to_multiple)
+from nsn2n.inference import pad_to_multiple
+from nsn2n.methods.speckle2self import Speckle2SelfConfig, config_for, fit_predict
 from nsn2n.metrics import affine_fit, ssim_frames
 
 TINY = dict(width=8, levels=3, patch=32, batch=4)

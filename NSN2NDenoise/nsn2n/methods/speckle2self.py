@@ -27,9 +27,9 @@ from typing import Dict, Optional, Tuple
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..errors import InputError
+from ..inference import pad_to_multiple
 from ..losses import speckle2self_loss
 from ..msp import SCALES, augment, minmax_normalize, perturb, random_affines
 from ..nets import SpeckleNet
@@ -96,17 +96,6 @@ def config_for(preset: str = "balanced", **overrides) -> Speckle2SelfConfig:
     return Speckle2SelfConfig(**values)
 
 
-def pad_to_multiple(frames: torch.Tensor, multiple: int) -> torch.Tensor:
-    """Reflect-pad ``(N, 1, H, W)`` at the bottom and right to multiples of ``multiple``
-    (replicate where the image is too small to reflect)."""
-    height, width = frames.shape[-2:]
-    pad_h, pad_w = (-height) % multiple, (-width) % multiple
-    if not (pad_h or pad_w):
-        return frames
-    mode = "reflect" if pad_h < height and pad_w < width else "replicate"
-    return F.pad(frames, (0, pad_w, 0, pad_h), mode=mode)
-
-
 def frame_ranges(frames: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     """Each frame's minimum and maximum, shaped to broadcast over ``(N, H, W)``."""
     return (frames.min(axis=(1, 2), keepdims=True).astype(np.float64),
@@ -137,7 +126,7 @@ def fit_predict(frames: np.ndarray, config: Speckle2SelfConfig,
     padded = pad_to_multiple(_normalized(frames), config.multiple)
     patch = min(config.patch, padded.shape[-2] // config.multiple * config.multiple,
                 padded.shape[-1] // config.multiple * config.multiple)
-    copies = torch.cat([perturb(padded[i:i + 1], SCALES) for i in range(count)])
+    copies = perturb(padded, SCALES)  # (N, 3, H, W); MSP is deterministic
     check_cancel(cancel)
 
     with torch.random.fork_rng(devices=[]):  # seeded init without touching global state
