@@ -179,6 +179,8 @@ def _denoise_slices(volume, options, progress, cancel, method_config, reference)
                                          progress, cancel, reference)
     log.info("NS-N2N mask: %.1f %% of pixels matched (tau %.3f on the normalised scale)",
              100 * report["matched_fraction"], report["tau"])
+    log.info("Residual guard gave back %.1f %% of the removed energy",
+             100 * report["guard_returned"])
     result = normalization.invert(denoised)
     if correct_bias:
         result = intensity.rician_bias_correct(result, sigma)

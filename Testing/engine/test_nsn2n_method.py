@@ -17,6 +17,10 @@ def test_config_validation():
         NSN2NConfig(tau=2.0)
     with pytest.raises(ValueError, match="preset"):
         config_for("turbo")
+    with pytest.raises(ValueError, match="guard_factor"):
+        NSN2NConfig(guard_factor=-1.0)
+    with pytest.raises(ValueError, match="tau_cap"):
+        NSN2NConfig(tau_cap=0.5)
     assert config_for("fast").steps < config_for("balanced").steps < config_for("best").steps
     assert config_for("balanced", steps=7).steps == 7
     assert NSN2NConfig().lambda_rc == 0.5 and NSN2NConfig().lambda_ic == 1.0
@@ -28,6 +32,18 @@ def test_denoises_a_tiny_noisy_volume(noisy_phantom):
     assert out.shape == noisy.shape and out.dtype == np.float32
     assert psnr(out, clean) > psnr(noisy, clean) + 2.0
     assert 0 < report["matched_fraction"] <= 1 and report["steps"] == TINY["steps"]
+
+
+def test_residual_guard_runs_after_prediction_and_can_be_turned_off(noisy_phantom):
+    # What the guard does is tested in test_guard.py and measured by `nsn2n bench
+    # --low-noise`; here: fit_predict applies it, reports it, and factor 0 skips it.
+    _, noisy = noisy_phantom
+    guarded, report = fit_predict(noisy, NSN2NConfig(**dict(TINY, steps=10)))
+    raw, off = fit_predict(noisy, NSN2NConfig(**dict(TINY, steps=10, guard_factor=0.0)))
+    assert 0.0 <= report["guard_returned"] <= 1.0 and off["guard_returned"] == 0.0
+    between = np.minimum(raw, noisy) - 1e-4, np.maximum(raw, noisy) + 1e-4
+    assert not np.array_equal(guarded, raw) or report["guard_returned"] == 0.0
+    assert np.mean((guarded >= between[0]) & (guarded <= between[1])) > 0.95
 
 
 def test_same_seed_is_bit_identical_other_seed_differs(noisy_phantom):

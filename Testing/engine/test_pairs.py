@@ -95,3 +95,17 @@ def test_chunked_weights_equal_unchunked():
     a = pair_weights(x, 0.05, 1.0, chunk=2)
     b = pair_weights(x, 0.05, 1.0, chunk=100)
     assert torch.equal(a.weights, b.weights) and a.tau == b.tau
+
+
+def test_tau_is_capped_near_the_noise_floor_on_clean_volumes(phantom):
+    rng = np.random.default_rng(0)
+    volume = np.repeat(phantom[:1], 8, axis=0)
+    volume[4:, 8:20, 8:20] += 0.02  # a faint change: below the paper's 0.03, far above noise
+    weak = torch.from_numpy(volume + rng.normal(0, 0.001, volume.shape).astype(np.float32))
+    fixed = pair_weights(weak, tau=0.03, lowpass_sigma=1.0, cap=None)
+    capped = pair_weights(weak, tau=0.03, lowpass_sigma=1.0)
+    assert fixed.tau == 0.03
+    assert capped.tau < 0.01
+    assert fixed.weights[3, 12:16, 12:16].float().mean() == 1
+    assert capped.weights[3, 12:16, 12:16].float().mean() == 0
+    assert capped.weights[0].float().mean() > 0.8

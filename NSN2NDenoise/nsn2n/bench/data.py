@@ -156,8 +156,14 @@ def ct_case(photons: float, seed: int = 0, slices: int = 48) -> BenchCase:
 
 
 def cases(names: Tuple[str, ...] = ("mri5", "mri10", "ct1e4", "ct5e3")):
+    # mri1 and ct1e6 are nearly clean acquisitions: the "never worse" check (--low-noise).
     builders = {"mri5": lambda: mri_case(0.05), "mri10": lambda: mri_case(0.10),
-                "ct1e4": lambda: ct_case(1e4), "ct5e3": lambda: ct_case(5e3)}
+                "ct1e4": lambda: ct_case(1e4), "ct5e3": lambda: ct_case(5e3),
+                "mri1": lambda: mri_case(0.01), "ct1e6": lambda: ct_case(1e6)}
+    unknown = sorted(set(names) - set(builders))
+    if unknown:
+        raise SystemExit(f"unknown benchmark case(s) {', '.join(unknown)}; choose from "
+                         f"{', '.join(builders)}")
     for name in names:
         yield name, builders[name]()
 

@@ -3,6 +3,7 @@
     nsn2n bench                      # all four cases, every method (about an hour on 2 cores)
     nsn2n bench --cases mri5 --no-bm4d --presets fast
     nsn2n bench --ablation           # what each addition to the paper's recipe is worth
+    nsn2n bench --low-noise          # nearly clean volumes: never worse than the input
     nsn2n bench --memory             # peak memory for a 512x512x300 int16 CT
     nsn2n bench --ultrasound         # Speckle2Self on simulated speckle and real files
 
@@ -112,7 +113,7 @@ def learned_rows(case: BenchCase, presets: List[str], seed: int, log, picture_di
         return rows
     budget = dict(steps=10 ** 6, max_seconds=balanced_seconds, seed=seed)
     plain = NSN2NConfig(use_mask=False, lambda_rc=0.0, lambda_ic=0.0, run_length=2,
-                        average_tail=0.0, tta=1, **budget)
+                        average_tail=0.0, tta=1, guard_factor=0.0, **budget)
     out, seconds, report = run_nsn2n(case, DenoiseOptions(seed=seed), plain)
     rows.append(score(case, "plain neighbour-slice Noise2Noise", out, seconds,
                       f"same training time, {report['steps']} steps"))
@@ -135,7 +136,31 @@ ABLATIONS = [
     ("+ 8-fold test-time augmentation (the product)", dict()),
     ("product without the mask (W = 1)", dict(use_mask=False)),
     ("product without L_RC and L_IC", dict(lambda_rc=0.0, lambda_ic=0.0)),
+    ("product without the residual guard", dict(guard_factor=0.0)),
+    ("product with the paper's fixed tau (no cap at 2x the noise floor)", dict(tau_cap=None)),
 ]
+
+
+LOW_NOISE = [
+    ("NS-N2N `fast`", "fast", dict()),
+    ("NS-N2N `balanced`", "balanced", dict()),
+    ("`balanced` without the residual guard", "balanced", dict(guard_factor=0.0)),
+    ("`balanced` with the paper's fixed tau and no guard", "balanced",
+     dict(guard_factor=0.0, tau_cap=None)),
+]
+
+
+def low_noise_rows(case: BenchCase, seed: int, log) -> List[Row]:
+    """On a nearly clean volume the only question is: is the output better than the input?"""
+    rows = []
+    for name, preset, changes in LOW_NOISE:
+        config = dataclasses.replace(config_for(preset), seed=seed, **changes)
+        out, took, report = run_nsn2n(case, DenoiseOptions(seed=seed), config)
+        rows.append(score(case, name, out, took,
+                          f"tau {report['tau']:.4f}, matched {report['matched_fraction']:.2f}, "
+                          f"guard gave back {100 * report['guard_returned']:.0f} %"))
+        log(rows[-1])
+    return rows
 
 
 def ablation_rows(case: BenchCase, seconds: float, seed: int, log) -> List[Row]:
@@ -206,7 +231,8 @@ def update_readme(readme: Path, kind: str, text: str) -> None:
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="nsn2n bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cases", default="mri5,mri10,ct1e4,ct5e3")
+    parser.add_argument("--cases", help="default: mri5,mri10,ct1e4,ct5e3; with "
+                        "--low-noise: mri1,ct1e6")
     parser.add_argument("--presets", default="fast,balanced,best")
     parser.add_argument("--no-bm4d", action="store_true", help="skip BM4D (slow)")
     parser.add_argument("--learned-only", action="store_true",
@@ -214,6 +240,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--ablation", action="store_true",
                         help="ablate the additions to the paper's recipe instead")
     parser.add_argument("--ablation-seconds", type=float, default=60.0)
+    parser.add_argument("--low-noise", action="store_true",
+                        help="nearly clean volumes: is the output better than the input?")
     parser.add_argument("--memory", action="store_true", help="only the memory check")
     parser.add_argument("--ultrasound", action="store_true",
                         help="the ultrasound benchmark (Speckle2Self) instead")
@@ -245,9 +273,13 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"{row.case:8s} {row.method:50s} in {row.psnr_in:6.2f}  all {row.psnr_all:6.2f}  "
               f"ssim {row.ssim_all:.3f}  {row.seconds:7.1f}s  {row.note}", flush=True)
 
-    for name, case in cases(tuple(args.cases.split(","))):
+    names = args.cases or ("mri1,ct1e6" if args.low_noise else "mri5,mri10,ct1e4,ct5e3")
+    for name, case in cases(tuple(names.split(","))):
         rows.append(score(case, "noisy input", case.noisy, 0.0))
         log(rows[-1])
+        if args.low_noise:
+            rows += low_noise_rows(case, args.seed, log)
+            continue
         if args.ablation:
             rows += ablation_rows(case, args.ablation_seconds, args.seed, log)
             continue
@@ -255,7 +287,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             rows += classical_rows(case, not args.no_bm4d, log)
         rows += learned_rows(case, args.presets.split(","), args.seed, log, out)
 
-    kind = "ablation" if args.ablation else "benchmark"
+    kind = "lownoise" if args.low_noise else "ablation" if args.ablation else "benchmark"
     text = (f"{table(rows)}\n\nMachine: {machine()}. Whole run: "
             f"{(time.perf_counter() - started) / 60:.0f} min.")
     print("\n" + text)

@@ -8,7 +8,9 @@ Beyond the paper (each measured in ``nsn2n bench --ablation``):
 * runs of K consecutive slices per sample instead of single pairs: every forward pass is
   used against both neighbours (K = 2 is the paper's sampling);
 * a uniform average of the weights over the last quarter of the budget;
-* test-time averaging over flips/rotations, which the network was trained on.
+* test-time averaging over flips/rotations, which the network was trained on;
+* the residual guard (``guard.py``), which gives back what the network removed where it
+  stands out from the noise, so a nearly clean volume does not come out worse.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ import numpy as np
 import torch
 
 from ..errors import InputError
+from ..guard import FACTOR as GUARD_FACTOR
+from ..guard import residual_guard
 from ..inference import predict_volume
 from ..losses import nsn2n_loss
 from ..nets import UNet2d
@@ -48,9 +52,11 @@ class NSN2NConfig:
     lambda_ic: float = 1.0
     use_mask: bool = True
     tau: float = 0.03
+    tau_cap: Optional[float] = 2.0  # tau <= tau_cap x noise floor; None: the paper's fixed tau
     lowpass_sigma: float = 2.0
     tta: int = 8
     average_tail: float = 0.25  # fraction of the budget whose weights are averaged
+    guard_factor: float = GUARD_FACTOR  # 0 turns the residual guard off
     seed: int = 0
     device: str = "auto"
 
@@ -68,9 +74,11 @@ class NSN2NConfig:
             (self.learning_rate > 0, "learning_rate must be > 0"),
             (self.lambda_rc >= 0 and self.lambda_ic >= 0, "loss weights must be >= 0"),
             (0 < self.tau < 1, "tau is on the normalised scale and must be in (0, 1)"),
+            (self.tau_cap is None or self.tau_cap >= 1, "tau_cap must be >= 1 or None"),
             (self.lowpass_sigma >= 0, "lowpass_sigma must be >= 0"),
             (self.tta in TTA_ELEMENTS, f"tta must be one of {sorted(TTA_ELEMENTS)}"),
             (0 <= self.average_tail < 1, "average_tail must be in [0, 1)"),
+            (self.guard_factor >= 0, "guard_factor must be >= 0"),
         ]
         for ok, message in checks:
             if not ok:
@@ -128,7 +136,7 @@ def fit_predict(slices: np.ndarray, config: NSN2NConfig,
         progress(Progress("prepare", 0, 1, float("nan"), 0.0, float("nan")))
     volume = torch.from_numpy(np.ascontiguousarray(slices, dtype=np.float32))
     if config.use_mask:
-        mask = pair_weights(volume, config.tau, config.lowpass_sigma)
+        mask = pair_weights(volume, config.tau, config.lowpass_sigma, config.tau_cap)
         weights, tau, matched = mask.weights, mask.tau, mask.matched_fraction
     else:
         weights = torch.ones((depth - 1, height, width), dtype=torch.bool)
@@ -179,11 +187,16 @@ def fit_predict(slices: np.ndarray, config: NSN2NConfig,
     denoised = predict_volume(trained, slices.astype(np.float32, copy=False), device,
                               multiple=2 ** config.depth, transforms=TTA_ELEMENTS[config.tta],
                               progress=progress, cancel=cancel)
+    returned = 0.0
+    if config.guard_factor > 0:
+        denoised, returned = residual_guard(slices, denoised, config.guard_factor,
+                                            cancel=cancel)
     report = dict(method="nsn2n", device=str(device), steps=result.steps,
                   train_seconds=round(result.seconds, 2),
                   total_seconds=round(time.perf_counter() - started, 2),
                   matched_fraction=round(matched, 4), tau=round(tau, 4),
-                  recoveries=result.recoveries, final_loss=result.last_loss)
+                  recoveries=result.recoveries, final_loss=result.last_loss,
+                  guard_returned=round(returned, 4))
     return denoised, report
 
 
