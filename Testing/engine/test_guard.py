@@ -74,3 +74,15 @@ def test_bad_settings(kwargs):
 def test_shape_mismatch():
     with pytest.raises(ValueError, match="shapes differ"):
         residual_guard(noise_stack(shape=(3, 16, 16)), noise_stack(shape=(3, 16, 15)))
+
+
+def test_inplace_writes_into_the_denoised_stack():
+    noisy = 0.5 + noise_stack(shape=(5, 32, 32))
+    denoised = np.full_like(noisy, 0.5)
+    denoised[:, 8:16, 8:16] = 0.0  # lost structure the guard gives back
+    expected, _ = residual_guard(noisy, denoised.copy())
+    result, _ = residual_guard(noisy, denoised, inplace=True)
+    assert result is denoised
+    np.testing.assert_array_equal(result, expected)
+    with pytest.raises(ValueError, match="float32"):
+        residual_guard(noisy, denoised.astype(np.float64), inplace=True)

@@ -190,7 +190,7 @@ def fit_predict(slices: np.ndarray, config: NSN2NConfig,
     returned = 0.0
     if config.guard_factor > 0:
         denoised, returned = residual_guard(slices, denoised, config.guard_factor,
-                                            cancel=cancel)
+                                            inplace=True, cancel=cancel)
     report = dict(method="nsn2n", device=str(device), steps=result.steps,
                   train_seconds=round(result.seconds, 2),
                   total_seconds=round(time.perf_counter() - started, 2),
