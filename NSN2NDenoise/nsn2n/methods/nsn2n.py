@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError
+from . import preset_config
 from ..guard import FACTOR as GUARD_FACTOR
 from ..guard import residual_guard
 from ..inference import predict_volume
@@ -97,11 +98,7 @@ PRESETS: Dict[str, Dict] = {
 
 
 def config_for(preset: str = "balanced", **overrides) -> NSN2NConfig:
-    if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
-    values = dict(PRESETS[preset])
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    return NSN2NConfig(**values)
+    return preset_config(NSN2NConfig, PRESETS, preset, overrides)
 
 
 def _effective_patch(config: NSN2NConfig, height: int, width: int) -> int:

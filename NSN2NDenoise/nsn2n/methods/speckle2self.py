@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError
+from . import preset_config
 from ..inference import pad_to_multiple
 from ..losses import speckle2self_loss
 from ..msp import SCALES, augment, minmax_normalize, perturb, random_affines
@@ -89,11 +90,7 @@ PRESETS: Dict[str, Dict] = {
 
 
 def config_for(preset: str = "balanced", **overrides) -> Speckle2SelfConfig:
-    if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
-    values = dict(PRESETS[preset])
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    return Speckle2SelfConfig(**values)
+    return preset_config(Speckle2SelfConfig, PRESETS, preset, overrides)
 
 
 def frame_ranges(frames: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
