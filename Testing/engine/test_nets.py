@@ -41,3 +41,20 @@ def test_speckle_net_branches_share_the_decoder_and_inference_uses_the_full_scal
     assert (outputs[0] >= 0).all()  # instance norm then ReLU, as published
     sum(o.sum() for o in outputs).backward()
     assert all(p.grad is not None for p in net.parameters())
+
+
+def test_published_output_layer_zeroes_a_fixed_share_of_any_output():
+    """Instance norm then ReLU: a fraction p >= m^2 / (1 - m^2 - s^2) of the pixels is exactly
+    zero, m and s the output's mean and std.  Why Speckle2Self's published layer cannot fit a
+    mid-gray B-mode image (README, "Ultrasound")."""
+    from nsn2n.nets import SpeckleNet
+
+    torch.manual_seed(0)
+    model = SpeckleNet(width=4, levels=2, output_norm="instance").eval()
+    with torch.no_grad():
+        for _ in range(5):
+            y = model(torch.rand(1, 1, 32, 32) * torch.rand(1))[0, 0].double()
+            m, second = y.mean(), (y ** 2).mean()
+            bound = m ** 2 / (1 - second)
+            assert bound > 0.05  # not vacuous
+            assert (y == 0).double().mean() >= bound * 0.999

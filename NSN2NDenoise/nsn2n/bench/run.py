@@ -4,6 +4,7 @@
     nsn2n bench --cases mri5 --no-bm4d --presets fast
     nsn2n bench --ablation           # what each addition to the paper's recipe is worth
     nsn2n bench --low-noise          # nearly clean volumes: never worse than the input
+    nsn2n bench --loss-terms         # balanced with and without L_RC + L_IC, three seeds
     nsn2n bench --memory             # peak memory for a 512x512x300 int16 CT
     nsn2n bench --ultrasound         # Speckle2Self on simulated speckle and real files
 
@@ -174,6 +175,22 @@ def ablation_rows(case: BenchCase, seconds: float, seed: int, log) -> List[Row]:
     return rows
 
 
+def loss_term_rows(case: BenchCase, seeds: List[int], log) -> List[Row]:
+    """``balanced`` as shipped and without L_RC and L_IC, over several seeds.  Step-budgeted,
+    unlike the ablation: every row trains the same 1500 steps on the same schedule, so the
+    spread between seeds is the only noise."""
+    rows = []
+    for seed in seeds:
+        for name, changes in (("`balanced` (lambda_RC 0.5, lambda_IC 1.0)", {}),
+                              ("`balanced` without L_RC and L_IC",
+                               dict(lambda_rc=0.0, lambda_ic=0.0))):
+            config = dataclasses.replace(config_for("balanced"), seed=seed, **changes)
+            out, took, report = run_nsn2n(case, DenoiseOptions(seed=seed), config)
+            rows.append(score(case, name, out, took, f"seed {seed}, {report['steps']} steps"))
+            log(rows[-1])
+    return rows
+
+
 def memory_check(slices: int = 300, size: int = 512) -> Dict:
     """Denoise a synthetic 512x512x300 int16 CT in a child process; report its peak RSS."""
     code = (
@@ -242,6 +259,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--ablation-seconds", type=float, default=60.0)
     parser.add_argument("--low-noise", action="store_true",
                         help="nearly clean volumes: is the output better than the input?")
+    parser.add_argument("--loss-terms", action="store_true",
+                        help="balanced with and without L_RC + L_IC over --seeds")
+    parser.add_argument("--seeds", default="0,1,2", help="seeds for --loss-terms")
     parser.add_argument("--memory", action="store_true", help="only the memory check")
     parser.add_argument("--ultrasound", action="store_true",
                         help="the ultrasound benchmark (Speckle2Self) instead")
@@ -280,6 +300,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         if args.low_noise:
             rows += low_noise_rows(case, args.seed, log)
             continue
+        if args.loss_terms:
+            rows += loss_term_rows(case, [int(s) for s in args.seeds.split(",")], log)
+            continue
         if args.ablation:
             rows += ablation_rows(case, args.ablation_seconds, args.seed, log)
             continue
@@ -287,7 +310,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             rows += classical_rows(case, not args.no_bm4d, log)
         rows += learned_rows(case, args.presets.split(","), args.seed, log, out)
 
-    kind = "lownoise" if args.low_noise else "ablation" if args.ablation else "benchmark"
+    kind = ("lownoise" if args.low_noise else "lossterms" if args.loss_terms
+            else "ablation" if args.ablation else "benchmark")
     text = (f"{table(rows)}\n\nMachine: {machine()}. Whole run: "
             f"{(time.perf_counter() - started) / 60:.0f} min.")
     print("\n" + text)
