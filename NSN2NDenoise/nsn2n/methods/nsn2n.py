@@ -87,7 +87,9 @@ class NSN2NConfig:
 
 
 # Step counts, not seconds, define the presets: the same seed then gives the same output
-# on any machine.  Training cost per step does not depend on the volume size (fixed crops).
+# on the same CPU with the same torch thread count (the reduction order in the kernels
+# changes with the thread count).  Training cost per step does not depend on the volume
+# size (fixed crops).
 # On a 2-core AVX512-BF16 CPU one step takes about 0.09 s: fast ~45 s, balanced ~2.3 min,
 # best ~8 min of training.
 PRESETS: Dict[str, Dict] = {

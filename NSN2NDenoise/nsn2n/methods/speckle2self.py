@@ -80,8 +80,8 @@ class Speckle2SelfConfig:
         return 2 ** self.levels
 
 
-# Steps, not seconds, so a seed reproduces on any machine.  On the 2-core benchmark CPU
-# (bf16) a step of 8 crops of 128x128 takes about 0.75 s.
+# Steps, not seconds, so a seed reproduces (same CPU, same torch thread count).  On the
+# 2-core benchmark CPU (bf16) a step of 8 crops of 128x128 takes about 0.75 s.
 PRESETS: Dict[str, Dict] = {
     "fast": dict(steps=100),
     "balanced": dict(steps=300),
