@@ -26,7 +26,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 import numpy as np
 
@@ -151,44 +151,49 @@ LOW_NOISE = [
 ]
 
 
+def config_row(case: BenchCase, name: str, config: NSN2NConfig,
+               note: Callable[[Dict], str], log) -> Row:
+    """One NS-N2N run with ``config`` (and its seed), scored, logged; ``note`` reads the
+    run's report."""
+    out, took, report = run_nsn2n(case, DenoiseOptions(seed=config.seed), config)
+    row = score(case, name, out, took, note(report))
+    log(row)
+    return row
+
+
 def low_noise_rows(case: BenchCase, seed: int, log) -> List[Row]:
     """On a nearly clean volume the only question is: is the output better than the input?"""
-    rows = []
-    for name, preset, changes in LOW_NOISE:
-        config = dataclasses.replace(config_for(preset), seed=seed, **changes)
-        out, took, report = run_nsn2n(case, DenoiseOptions(seed=seed), config)
-        rows.append(score(case, name, out, took,
-                          f"tau {report['tau']:.4f}, matched {report['matched_fraction']:.2f}, "
-                          f"guard gave back {100 * report['guard_returned']:.0f} %"))
-        log(rows[-1])
-    return rows
+    def note(report):
+        return (f"tau {report['tau']:.4f}, matched {report['matched_fraction']:.2f}, "
+                f"guard gave back {100 * report['guard_returned']:.0f} %")
+
+    return [config_row(case, name, dataclasses.replace(config_for(preset), seed=seed,
+                                                       **changes), note, log)
+            for name, preset, changes in LOW_NOISE]
 
 
 def ablation_rows(case: BenchCase, seconds: float, seed: int, log) -> List[Row]:
-    rows = []
-    for name, changes in ABLATIONS:
-        config = dataclasses.replace(config_for("balanced"), steps=10 ** 6,
-                                     max_seconds=seconds, seed=seed, **changes)
-        out, took, report = run_nsn2n(case, DenoiseOptions(seed=seed), config)
-        rows.append(score(case, name, out, took, f"{report['steps']} steps"))
-        log(rows[-1])
-    return rows
+    return [config_row(case, name, dataclasses.replace(config_for("balanced"), steps=10 ** 6,
+                                                       max_seconds=seconds, seed=seed,
+                                                       **changes),
+                       lambda report: f"{report['steps']} steps", log)
+            for name, changes in ABLATIONS]
+
+
+LOSS_TERMS = [
+    ("`balanced` (lambda_RC 0.5, lambda_IC 1.0)", dict()),
+    ("`balanced` without L_RC and L_IC", dict(lambda_rc=0.0, lambda_ic=0.0)),
+]
 
 
 def loss_term_rows(case: BenchCase, seeds: List[int], log) -> List[Row]:
     """``balanced`` as shipped and without L_RC and L_IC, over several seeds.  Step-budgeted,
     unlike the ablation: every row trains the same 1500 steps on the same schedule, so the
     spread between seeds is the only noise."""
-    rows = []
-    for seed in seeds:
-        for name, changes in (("`balanced` (lambda_RC 0.5, lambda_IC 1.0)", {}),
-                              ("`balanced` without L_RC and L_IC",
-                               dict(lambda_rc=0.0, lambda_ic=0.0))):
-            config = dataclasses.replace(config_for("balanced"), seed=seed, **changes)
-            out, took, report = run_nsn2n(case, DenoiseOptions(seed=seed), config)
-            rows.append(score(case, name, out, took, f"seed {seed}, {report['steps']} steps"))
-            log(rows[-1])
-    return rows
+    return [config_row(case, name, dataclasses.replace(config_for("balanced"), seed=seed,
+                                                       **changes),
+                       lambda report, seed=seed: f"seed {seed}, {report['steps']} steps", log)
+            for seed in seeds for name, changes in LOSS_TERMS]
 
 
 def memory_check(slices: int = 300, size: int = 512) -> Dict:
