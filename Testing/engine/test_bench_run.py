@@ -1,15 +1,21 @@
+import dataclasses
+import json
+
 import numpy as np
 
-from nsn2n.bench import run
+from nsn2n.bench import run, targets
 from nsn2n.bench.data import BenchCase
 from nsn2n.volume import Geometry
 
 
+def _tiny_case(name, modality):
+    clean = np.random.default_rng(0).random((8, 16, 16))
+    return BenchCase(name, clean + 0.1, clean, clean > 0.5, Geometry.identity((1, 1, 1)),
+                     modality, 0.1)
+
+
 def test_loss_term_rows_pair_the_shipped_losses_with_the_plain_recon_loss_per_seed(monkeypatch):
-    rng = np.random.default_rng(0)
-    clean = rng.random((8, 16, 16))
-    case = BenchCase("tiny", clean + 0.1, clean, clean > 0.5, Geometry.identity((1, 1, 1)),
-                     "CT", 0.1)
+    case = _tiny_case("tiny", "CT")
     seen = []
 
     def fake_run(case_, options, config=None, reference=None):
@@ -27,3 +33,89 @@ def test_loss_term_rows_pair_the_shipped_losses_with_the_plain_recon_loss_per_se
     assert (balanced.lambda_rc, balanced.lambda_ic) == (0.5, 1.0)
     assert [r.note for r in rows][:2] == [f"seed 3, {balanced.steps} steps"] * 2
     assert rows[0].psnr_in == rows[1].psnr_in  # the same fake output scores the same
+
+
+def _row(case, method, psnr_in, seconds=100.0, ssim_all=0.96):
+    return run.Row(case, method, psnr_in, psnr_in + 2, ssim_all, seconds)
+
+
+def test_target_table_judges_each_target_from_the_rows():
+    rows = [_row("MRI 5%", targets.DIFFUSION, 32.0, 5),
+            _row("MRI 5%", targets.BM4D, 36.0, 130),
+            _row("MRI 5%", targets.FAST, 33.1, 59),
+            _row("MRI 5%", targets.BALANCED, 33.4, 120),
+            _row("MRI 5%", targets.PLAIN, 33.0, 118),
+            _row("MRI 5%", targets.SUPERVISED, 35.0, 119),
+            _row("CT 1e+04", targets.DIFFUSION, 38.0, 30),
+            _row("CT 1e+04", targets.NLM, 40.0, 110),
+            _row("CT 1e+04", targets.BALANCED, 40.6, 140),
+            _row("CT 1e+04", targets.FAST, 39.0, 50),
+            _row("CT 1e+04", targets.SUPERVISED, 40.3, 139),
+            _row("CT 1e+04", targets.PLAIN, 40.2, 139)]
+    lines = {line.split(" | ")[0].lstrip("| "): line.split(" | ")[1:]
+             for line in targets.target_table(rows).splitlines()[2:]}
+    mri_diffusion, = lines["`balanced` >= +1.5 dB over curvature diffusion (MRI)"][:1]
+    assert mri_diffusion.startswith("**no**: +1.40")  # 1.4 < 1.5
+    ct_classical = lines["`balanced` >= +0.5 dB over the best of diffusion and NLM (CT)"]
+    assert ct_classical[0] == "" and ct_classical[1].startswith("yes: +0.60 (40.60 vs NLM")
+    over_plain = lines["`balanced` >= +0.5 dB over plain neighbour-slice N2N (CT)"]
+    assert over_plain[0] == "+0.40 (33.40 vs plain 33.00) (CT target)"  # no verdict on MRI
+    assert over_plain[1].startswith("**no**: +0.40 (40.60 vs plain 40.20)")
+    assert lines["`balanced` wall time <= BM4D's"][0].startswith("yes: 120 s vs 130 s")
+    gap = lines["within 2.0 dB of the supervised bound at equal time"]
+    assert gap[0].startswith("yes: 1.60 dB below") and gap[1].startswith("yes: 0.30 dB above")
+    fast = lines["`fast` < 60 s and >= +1 dB over diffusion"]
+    assert fast[0].startswith("yes: 59 s, +1.10") and "MRI target" in fast[1]
+    assert lines["goal: >= +1.0 dB over BM4D (true sigma) in <= its time"][0].startswith(
+        "**no**: -2.60")
+    assert targets.target_table([_row("MRI 5%", "noisy input", 26.0)]) == ""
+
+
+def test_supervised_bound_is_the_network_alone_with_the_plain_run_on_the_same_budget(
+        monkeypatch, tmp_path):
+    case = _tiny_case("MRI tiny", "MR")
+    clean = case.clean
+    seen = []
+
+    def fake_run(case_, options, config=None, reference=None):
+        seen.append((config, options, reference))
+        return case_.noisy, 1.0, dict(steps=5, train_seconds=12.5, matched_fraction=0.9)
+
+    monkeypatch.setattr(run, "run_nsn2n", fake_run)
+    monkeypatch.setattr(run, "write_png", lambda *args: None)
+    rows = run.learned_rows(case, ["balanced"], 7, lambda row: None, tmp_path)
+    assert [r.method for r in rows] == [targets.BALANCED, targets.PLAIN, targets.SUPERVISED]
+    (_, _, none), (plain, _, _), (supervised, options, reference) = seen
+    assert none is None and reference is clean
+    assert plain.max_seconds == supervised.max_seconds == 12.5
+    assert supervised.guard_factor == 0.0 and not options.bias_correction
+    assert supervised.seed == plain.seed == 7
+
+
+def test_merge_keeps_the_order_and_lets_a_later_run_replace_a_row_of_the_same_case_and_method(
+        tmp_path, monkeypatch):
+    first = [_row("MRI 5%", "noisy input", 26.0), _row("MRI 5%", targets.BALANCED, 33.0),
+             _row("MRI 5%", targets.SUPERVISED, 34.0), _row("CT 1e+04", targets.NLM, 40.0)]
+    second = [_row("MRI 5%", targets.SUPERVISED, 35.5), _row("MRI 5%", targets.PLAIN, 32.0),
+              _row("CT 5e+03", targets.NLM, 38.0)]
+    merged = run.merge_rows([first, second])
+    assert [(r.case, r.method, r.psnr_in) for r in merged] == [
+        ("MRI 5%", "noisy input", 26.0), ("MRI 5%", targets.BALANCED, 33.0),
+        ("MRI 5%", targets.SUPERVISED, 35.5), ("MRI 5%", targets.PLAIN, 32.0),
+        ("CT 1e+04", targets.NLM, 40.0), ("CT 5e+03", targets.NLM, 38.0)]
+
+    files = []
+    for name, rows in (("a", first), ("b", second)):
+        path = tmp_path / name / "benchmark.json"
+        path.parent.mkdir()
+        path.write_text(json.dumps([dataclasses.asdict(r) for r in rows]))
+        files.append(str(path))
+    monkeypatch.chdir(tmp_path)
+    readme = tmp_path / "README.md"
+    readme.write_text("x\n<!-- benchmark:start -->\nold\n<!-- benchmark:end -->\ny\n")
+    assert run.main(["--merge", *files, "--readme", str(readme)]) == 0
+    text = readme.read_text()
+    assert "old" not in text and "| MRI 5% | " + targets.SUPERVISED + " | 35.50 |" in text
+    assert "a/benchmark.json, then b/benchmark.json" in text
+    assert "**no**: 2.50 dB below (33.00 vs 35.50)" in text  # targets from the merged rows
+    assert not (tmp_path / "bench-out").exists()
