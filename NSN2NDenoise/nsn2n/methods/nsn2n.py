@@ -9,6 +9,8 @@ Beyond the paper (each measured in ``nsn2n bench --ablation``):
   used against both neighbours (K = 2 is the paper's sampling);
 * a uniform average of the weights over the last quarter of the budget;
 * test-time averaging over flips/rotations, which the network was trained on;
+* an empirical Wiener stage (``wiener.py``): the network output is the pilot of a 3-D DCT
+  shrinkage of the noisy stack, BM4D's second stage without the block matching;
 * the residual guard (``guard.py``), which gives back what the network removed where it
   stands out from the noise, so a nearly clean volume does not come out worse.
 """
@@ -32,6 +34,8 @@ from ..nets import UNet2d
 from ..pairs import gather_runs, pair_weights, sample_runs
 from ..training import (CancelEvent, Progress, ProgressCallback, Schedule, autocast_dtype,
                         check_cancel, resolve_device, train)
+from ..wiener import STRIDE as WIENER_STRIDE
+from ..wiener import empirical_wiener
 
 TTA_ELEMENTS = {1: (0,), 2: (0, 3), 4: (0, 3, 5, 6), 8: tuple(range(8))}
 
@@ -57,6 +61,7 @@ class NSN2NConfig:
     lowpass_sigma: float = 2.0
     tta: int = 8
     average_tail: float = 0.25  # fraction of the budget whose weights are averaged
+    wiener_stride: int = WIENER_STRIDE  # patch spacing of the Wiener stage; 0: off
     guard_factor: float = GUARD_FACTOR  # 0 turns the residual guard off
     seed: int = 0
     device: str = "auto"
@@ -79,6 +84,7 @@ class NSN2NConfig:
             (self.lowpass_sigma >= 0, "lowpass_sigma must be >= 0"),
             (self.tta in TTA_ELEMENTS, f"tta must be one of {sorted(TTA_ELEMENTS)}"),
             (0 <= self.average_tail < 1, "average_tail must be in [0, 1)"),
+            (0 <= self.wiener_stride <= 8, "wiener_stride must be in 0..8"),
             (self.guard_factor >= 0, "guard_factor must be >= 0"),
         ]
         for ok, message in checks:
@@ -186,6 +192,9 @@ def fit_predict(slices: np.ndarray, config: NSN2NConfig,
     denoised = predict_volume(trained, slices.astype(np.float32, copy=False), device,
                               multiple=2 ** config.depth, transforms=TTA_ELEMENTS[config.tta],
                               progress=progress, cancel=cancel)
+    if config.wiener_stride > 0:
+        denoised = empirical_wiener(slices, denoised, stride=config.wiener_stride,
+                                    inplace=True, cancel=cancel)
     returned = 0.0
     if config.guard_factor > 0:
         denoised, returned = residual_guard(slices, denoised, config.guard_factor,
