@@ -23,7 +23,7 @@ network output, 1 the input.
 
 from __future__ import annotations
 
-from typing import List, Optional, Sequence, Tuple
+from typing import Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -52,19 +52,26 @@ def split_bands(slices: torch.Tensor, scales: Sequence[float] = BAND_SCALES
     return bands
 
 
+def second_differences(noisy: np.ndarray, chunk: int = 32) -> Iterator[torch.Tensor]:
+    """``x_{k+1} - 2 x_k + x_{k-1}`` of a ``(D, H, W)`` stack, ``chunk`` slices at a time:
+    noise independent across slices gives them ``6 sigma^2`` per voxel, and anatomy that
+    drifts linearly from slice to slice cancels.  Shared by every noise estimate here."""
+    depth = noisy.shape[0]
+    if depth < 3:
+        raise ValueError("need at least three slices to estimate the noise")
+    for start in range(0, depth - 2, chunk):
+        block = torch.from_numpy(np.ascontiguousarray(noisy[start:start + chunk + 2],
+                                                      dtype=np.float32))
+        yield block[2:] - 2.0 * block[1:-1] + block[:-2]
+
+
 def band_noise_std(noisy: np.ndarray, chunk: int = 32, samples: int = 1_000_000
                    ) -> List[float]:
     """Noise standard deviation in each band of :func:`split_bands`, from second
     differences across slices (robust median over the voxels that change at all)."""
-    depth = noisy.shape[0]
-    if depth < 3:
-        raise ValueError("need at least three slices to estimate the noise")
-    per_chunk = max(1, samples * chunk // (depth - 2))
+    per_chunk = max(1, samples * chunk // max(1, noisy.shape[0] - 2))
     values: List[List[torch.Tensor]] = [[] for _ in range(len(BAND_SCALES) + 1)]
-    for start in range(0, depth - 2, chunk):
-        stop = min(depth, start + chunk + 2)
-        block = torch.from_numpy(np.ascontiguousarray(noisy[start:stop], dtype=np.float32))
-        difference = block[2:] - 2.0 * block[1:-1] + block[:-2]
+    for difference in second_differences(noisy, chunk):
         changes = difference != 0
         if not bool(changes.any()):
             continue

@@ -34,6 +34,7 @@ from typing import List, Optional, Tuple
 import numpy as np
 import torch
 
+from .guard import second_differences
 from .training import CancelEvent, check_cancel
 
 PATCH = (8, 8, 8)
@@ -70,16 +71,11 @@ def coefficient_noise_variance(noisy: np.ndarray, patch: Tuple[int, int, int],
     """
     depth, height, width = noisy.shape
     _, py, px = patch
-    if depth < 3:
-        raise ValueError("need at least three slices to estimate the noise")
     cy, cx = dct_basis(py), dct_basis(px)
-    per_chunk = max(1, samples * chunk // (depth - 2))
+    rows, cols = height // py * py, width // px * px
+    per_chunk = max(1, samples * chunk // max(1, depth - 2))
     kept = []
-    for start in range(0, depth - 2, chunk):
-        block = torch.from_numpy(np.ascontiguousarray(noisy[start:start + chunk + 2],
-                                                      dtype=np.float32))
-        difference = block[2:] - 2.0 * block[1:-1] + block[:-2]
-        rows, cols = height // py * py, width // px * px
+    for difference in second_differences(noisy, chunk):
         tiles = (difference[:, :rows, :cols]
                  .reshape(-1, rows // py, py, cols // px, px)
                  .permute(0, 1, 3, 2, 4).reshape(-1, py, px))
