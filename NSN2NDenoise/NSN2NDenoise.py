@@ -175,7 +175,8 @@ class NSN2NDenoiseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.progressBar.hide()
 
     def _onProgress(self, p):
-        phase = {"prepare": _("Preparing"), "train": _("Training"), "predict": _("Denoising")}
+        phase = {"prepare": _("Preparing"), "train": _("Training"), "predict": _("Denoising"),
+                 "refine": _("Refining")}
         self.ui.progressBar.setMaximum(max(p.total, 1))
         self.ui.progressBar.setValue(min(p.step, p.total))
         left = "" if p.remaining != p.remaining else _(", about {s:.0f} s left").format(s=p.remaining)

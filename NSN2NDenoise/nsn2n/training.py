@@ -31,7 +31,7 @@ class CancelEvent(Protocol):
 class Progress:
     """What a progress callback receives; ``remaining`` is an estimate in seconds."""
 
-    phase: str  # "prepare", "train", "predict"
+    phase: str  # "prepare", "train", "predict", "refine" (the Wiener stage)
     step: int
     total: int
     loss: float

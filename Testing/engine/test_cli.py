@@ -46,7 +46,7 @@ def test_json_progress_lines(tmp_path, ct_file, capsys):
     assert main(["denoise", str(ct_file), str(tmp_path / "o.mha"), "--steps", "3",
                  "--progress", "json"]) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert {"prepare", "train", "predict"} <= {line["phase"] for line in lines}
+    assert {"prepare", "train", "predict", "refine"} <= {line["phase"] for line in lines}
     assert all({"step", "total", "loss", "remaining"} <= set(line) for line in lines)
 
 

@@ -55,13 +55,15 @@ def test_same_seed_is_bit_identical_other_seed_differs(noisy_phantom):
     assert not np.array_equal(a, c)
 
 
-def test_progress_covers_prepare_train_and_predict(noisy_phantom):
+@pytest.mark.parametrize("stride,last", [(2, "refine"), (0, "predict")])
+def test_progress_covers_every_phase_and_ends_complete(noisy_phantom, stride, last):
     _, noisy = noisy_phantom
     seen = []
-    fit_predict(noisy, NSN2NConfig(**dict(TINY, steps=5)), progress=seen.append)
+    fit_predict(noisy, NSN2NConfig(**dict(TINY, steps=5, wiener_stride=stride)),
+                progress=seen.append)
     phases = [p.phase for p in seen]
-    assert phases[0] == "prepare" and "train" in phases and phases[-1] == "predict"
-    assert seen[-1].step == seen[-1].total
+    assert phases[0] == "prepare" and "train" in phases and "predict" in phases
+    assert phases[-1] == last and seen[-1].step == seen[-1].total
 
 
 def test_cancel_stops_training(noisy_phantom):

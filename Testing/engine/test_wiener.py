@@ -127,3 +127,15 @@ def test_bad_arguments_and_cancel():
     cancel.set()
     with pytest.raises(Cancelled):
         empirical_wiener(noisy, noisy, cancel=cancel)
+
+
+def test_progress_counts_slabs_up_to_the_total_and_does_not_change_the_result():
+    clean = smooth_phantom((20, 24, 24))
+    noisy = clean + noise_stack(0.1, clean.shape)
+    seen = []
+    with_progress = empirical_wiener(noisy, clean, stride=2, progress=seen.append)
+    steps = [p.step for p in seen]
+    assert {p.phase for p in seen} == {"refine"} and len({p.total for p in seen}) == 1
+    assert seen[-1].total == 7  # slabs start at 0, 2, .., 20 - 8
+    assert steps == list(range(seen[-1].total + 1))
+    np.testing.assert_array_equal(with_progress, empirical_wiener(noisy, clean, stride=2))

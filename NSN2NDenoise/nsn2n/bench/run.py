@@ -1,6 +1,6 @@
 """``nsn2n bench``: every method on the same arrays in the same process, one table.
 
-    nsn2n bench                      # all four cases, every method (about an hour on 2 cores)
+    nsn2n bench                      # all four cases, every method (about 1.5 h on 2 cores)
     nsn2n bench --cases mri5 --no-bm4d --presets fast
     nsn2n bench --ablation           # what each addition to the paper's recipe is worth
     nsn2n bench --low-noise          # nearly clean volumes: never worse than the input
@@ -151,9 +151,11 @@ ABLATIONS = [
 LOW_NOISE = [
     (targets.FAST, "fast", dict()),
     (targets.BALANCED, "balanced", dict()),
+    ("`balanced` without the Wiener stage", "balanced", dict(wiener_stride=0)),
     ("`balanced` without the residual guard", "balanced", dict(guard_factor=0.0)),
-    ("`balanced` with the paper's fixed tau and no guard", "balanced",
-     dict(guard_factor=0.0, tau_cap=None)),
+    # The product as it was before the tau cap, the guard and the Wiener stage.
+    ("`balanced` with the paper's fixed tau, no guard, no Wiener stage", "balanced",
+     dict(guard_factor=0.0, tau_cap=None, wiener_stride=0)),
 ]
 
 

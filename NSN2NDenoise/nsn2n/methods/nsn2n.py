@@ -194,7 +194,7 @@ def fit_predict(slices: np.ndarray, config: NSN2NConfig,
                               progress=progress, cancel=cancel)
     if config.wiener_stride > 0:
         denoised = empirical_wiener(slices, denoised, stride=config.wiener_stride,
-                                    inplace=True, cancel=cancel)
+                                    inplace=True, progress=progress, cancel=cancel)
     returned = 0.0
     if config.guard_factor > 0:
         denoised, returned = residual_guard(slices, denoised, config.guard_factor,
