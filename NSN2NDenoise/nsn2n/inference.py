@@ -10,7 +10,8 @@ import torch
 import torch.nn.functional as F
 
 from .pairs import dihedral, inverse_dihedral
-from .training import CancelEvent, Progress, ProgressCallback, autocast_dtype, check_cancel
+from .training import (CancelEvent, ProgressCallback, autocast_dtype, check_cancel,
+                       report_pace)
 
 
 def tile_spans(length: int, tile: int, margin: int) -> List[Tuple[int, int, int, int]]:
@@ -73,8 +74,5 @@ def predict_volume(model: torch.nn.Module, slices: np.ndarray, device: torch.dev
                 result = (accumulated / len(transforms))[:, 0].cpu().numpy()
                 output[first:first + batch, core_r0:core_r1, core_c0:core_c1] = result[
                     :, core_r0 - read_r0:core_r1 - read_r0, core_c0 - read_c0:core_c1 - read_c0]
-                if progress is not None:
-                    elapsed = time.perf_counter() - started
-                    progress(Progress("predict", done, total, float("nan"), elapsed,
-                                      elapsed * (total - done) / max(done, 1)))
+                report_pace(progress, "predict", done, total, started)
     return output

@@ -42,6 +42,17 @@ class Progress:
 ProgressCallback = Callable[[Progress], None]
 
 
+def report_pace(progress: Optional[ProgressCallback], phase: str, done: int, total: int,
+                started: float) -> None:
+    """Report ``done`` of ``total`` items since ``started`` (``time.perf_counter()``), the
+    time left extrapolated from the pace so far (unknown before the first item)."""
+    if progress is None:
+        return
+    elapsed = time.perf_counter() - started
+    remaining = elapsed * (total - done) / done if done > 0 else float("nan")
+    progress(Progress(phase, done, total, float("nan"), elapsed, remaining))
+
+
 def resolve_device(name: str = "auto") -> torch.device:
     """``auto`` picks CUDA, then Apple MPS, then the CPU; a named device must exist."""
     name = (name or "auto").lower()

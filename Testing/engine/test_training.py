@@ -1,10 +1,12 @@
+import math
 import threading
+import time
 
 import pytest
 import torch
 
 from nsn2n.errors import Cancelled, InputError
-from nsn2n.training import Schedule, resolve_device, train
+from nsn2n.training import Schedule, report_pace, resolve_device, train
 
 
 def test_schedule_warms_up_decays_and_obeys_time():
@@ -128,3 +130,15 @@ def test_endless_divergence_stops_early_instead_of_failing():
     result = train(model, batch_loss, Schedule(100, None, 0.01), max_recoveries=3)
     assert result.recoveries == 4 and result.steps < 100
     assert all(torch.isfinite(p).all() for p in result.averaged.parameters())
+
+
+def test_report_pace_extrapolates_the_time_left_from_the_pace_so_far():
+    seen = []
+    started = time.perf_counter() - 2.0  # two seconds ago
+    report_pace(seen.append, "refine", 0, 4, started)
+    report_pace(seen.append, "refine", 1, 4, started)
+    report_pace(seen.append, "refine", 4, 4, started)
+    report_pace(None, "refine", 1, 4, started)  # no callback: nothing to do
+    assert math.isnan(seen[0].remaining) and math.isnan(seen[0].loss)
+    assert seen[1].remaining == pytest.approx(3 * seen[1].elapsed) and seen[1].elapsed >= 2.0
+    assert seen[2].remaining == 0.0 and [p.step for p in seen] == [0, 1, 4]

@@ -35,7 +35,7 @@ from ..losses import speckle2self_loss
 from ..msp import SCALES, augment, minmax_normalize, perturb, random_affines
 from ..nets import SpeckleNet
 from ..training import (CancelEvent, Progress, ProgressCallback, Schedule, autocast_dtype,
-                        check_cancel, resolve_device, train)
+                        check_cancel, report_pace, resolve_device, train)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -180,10 +180,7 @@ def predict_frames(model: SpeckleNet, frames: np.ndarray, device: torch.device,
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
             y = model(chunk.to(device).contiguous(memory_format=torch.channels_last))
         output[first:first + batch] = y.float().clamp(0, 1)[:, 0, :height, :width].cpu().numpy()
-        if progress is not None:
-            done, elapsed = min(count, first + batch), time.perf_counter() - started
-            progress(Progress("predict", done, count, float("nan"), elapsed,
-                              elapsed * (count - done) / done))
+        report_pace(progress, "predict", min(count, first + batch), count, started)
     return low + output * (high - low)
 
 
