@@ -60,10 +60,12 @@ class DenoiseOptions:
             raise InputError(str(exc)) from None
 
 
-# Speckle2Self is reachable only by name until it passes its benchmark: at CPU budgets of
-# a few hundred steps it was measured to flatten simulated speckle into a near-constant
-# image (README, Ultrasound), and ``auto`` must never pick a method that can make a good
-# image worse.  Flip this once the ultrasound benchmark's targets are met.
+# Speckle2Self is reachable only by name until it passes its benchmark: with the
+# published training it flattened simulated speckle into a near-constant image, and with
+# this project's changes (methods/speckle2self.py) it keeps the lesions but how much
+# speckle it removes still varies with the seed (README, Ultrasound).  ``auto`` must never
+# pick a method that can make a good image worse.  Flip this once the ultrasound
+# benchmark's targets are met.
 AUTO_SPECKLE2SELF_FOR_ULTRASOUND = False
 
 

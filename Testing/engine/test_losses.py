@@ -105,6 +105,20 @@ def test_speckle2self_loss_reconstructs_own_input_and_compares_every_output_pair
     assert parts["consistency"] == 0 and float(loss) == pytest.approx(2.0)
 
 
+def test_speckle2self_consistency_weight_scales_only_the_consistency_term():
+    from nsn2n.losses import speckle2self_loss
+
+    inputs = [torch.full((1, 1, 2, 2), v) for v in (0.0, 1.0, 2.0)]
+    outputs = [torch.full((1, 1, 2, 2), v) for v in (0.5, 1.0, 1.0)]
+    # reconstruction 0.25 + 0 + 1; consistency 0.5 + 0.5 + 0
+    for weight in (0.0, 0.1, 1.0, 3.0):
+        loss, parts = speckle2self_loss(outputs, inputs, consistency_weight=weight)
+        assert parts == pytest.approx({"reconstruction": 1.25, "consistency": 1.0})
+        assert float(loss) == pytest.approx(1.25 + weight)
+    with pytest.raises(ValueError):
+        speckle2self_loss(outputs, inputs, consistency_weight=-0.1)
+
+
 @settings(max_examples=25, deadline=None)
 @given(st.integers(0, 10_000))
 def test_speckle2self_loss_gradients_reach_every_branch(seed):

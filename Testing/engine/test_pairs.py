@@ -94,7 +94,9 @@ def test_chunked_weights_equal_unchunked():
     x = torch.rand(9, 12, 12, generator=torch.Generator().manual_seed(2))
     a = pair_weights(x, 0.05, 1.0, chunk=2)
     b = pair_weights(x, 0.05, 1.0, chunk=100)
-    assert torch.equal(a.weights, b.weights) and a.tau == b.tau
+    # The low-pass convolution may pick a different kernel for another batch size, so
+    # the noise floor (and tau) can differ in the last bits on some CPUs (AMD EPYC).
+    assert torch.equal(a.weights, b.weights) and a.tau == pytest.approx(b.tau, rel=1e-6)
 
 
 def test_tau_is_capped_near_the_noise_floor_on_clean_volumes(phantom):

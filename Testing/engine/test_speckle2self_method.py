@@ -5,7 +5,8 @@ import pytest
 
 from nsn2n.errors import Cancelled
 from nsn2n.inference import pad_to_multiple
-from nsn2n.methods.speckle2self import Speckle2SelfConfig, config_for, fit_predict
+from nsn2n.methods.speckle2self import (Speckle2SelfConfig, config_for, consistency_ramp,
+                                        fit_predict)
 from nsn2n.metrics import affine_fit, ssim_frames
 
 TINY = dict(width=8, levels=3, patch=32, batch=4)
@@ -23,11 +24,18 @@ def test_config_validation_and_presets():
     assert config_for("fast").steps < config_for("balanced").steps < config_for("best").steps
     assert config_for("fast", steps=7).steps == 7
     for bad in (dict(steps=0), dict(patch=40), dict(beta1=1.0), dict(levels=1),
-                dict(max_seconds=0)):
+                dict(max_seconds=0), dict(consistency_weight=-1), dict(consistency_warmup=0.5)):
         with pytest.raises(ValueError):
             Speckle2SelfConfig(**bad)
     with pytest.raises(ValueError):
         config_for("ultra")
+
+
+def test_consistency_is_off_during_the_warm_up_then_ramps_to_full():
+    assert consistency_ramp(0.0, 0.3) == 0 and consistency_ramp(0.3, 0.3) == 0
+    assert consistency_ramp(0.45, 0.3) == pytest.approx(0.5)
+    assert consistency_ramp(0.6, 0.3) == 1 and consistency_ramp(1.0, 0.3) == 1
+    assert consistency_ramp(0.0, 0.0) == 1  # no warm-up: the published constant weight
 
 
 def test_padding_reaches_a_multiple_and_crops_back():
