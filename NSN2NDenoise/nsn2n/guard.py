@@ -65,17 +65,17 @@ def second_differences(noisy: np.ndarray, chunk: int = 32) -> Iterator[torch.Ten
         yield block[2:] - 2.0 * block[1:-1] + block[:-2]
 
 
-def band_noise_std(noisy: np.ndarray, chunk: int = 32, samples: int = 1_000_000
-                   ) -> List[float]:
+def band_noise_std(noisy: np.ndarray, chunk: int = 32, samples: int = 1_000_000,
+                   scales: Sequence[float] = BAND_SCALES) -> List[float]:
     """Noise standard deviation in each band of :func:`split_bands`, from second
     differences across slices (robust median over the voxels that change at all)."""
     per_chunk = max(1, samples * chunk // max(1, noisy.shape[0] - 2))
-    values: List[List[torch.Tensor]] = [[] for _ in range(len(BAND_SCALES) + 1)]
+    values: List[List[torch.Tensor]] = [[] for _ in range(len(scales) + 1)]
     for difference in second_differences(noisy, chunk):
         changes = difference != 0
         if not bool(changes.any()):
             continue
-        for store, band in zip(values, split_bands(difference)):
+        for store, band in zip(values, split_bands(difference, scales)):
             live = band[changes].abs()
             store.append(live[:: max(1, live.numel() // per_chunk)])
     return [float(torch.cat(store).median()) / 0.6745 / np.sqrt(6.0) if store else 0.0
@@ -84,13 +84,18 @@ def band_noise_std(noisy: np.ndarray, chunk: int = 32, samples: int = 1_000_000
 
 def residual_guard(noisy: np.ndarray, denoised: np.ndarray, factor: float = FACTOR,
                    window: float = WINDOW, chunk: int = 32, inplace: bool = False,
-                   cancel: Optional[CancelEvent] = None) -> Tuple[np.ndarray, float]:
+                   cancel: Optional[CancelEvent] = None,
+                   scales: Sequence[float] = BAND_SCALES,
+                   noise_std: Optional[Sequence[float]] = None) -> Tuple[np.ndarray, float]:
     """``denoised`` plus the parts of ``noisy - denoised`` that stand out from the noise.
 
     Both stacks are ``(D, H, W)``, slice axis first, on the same intensity scale.  Returns
     the guarded stack and the fraction of the removed energy that was given back (0 when
     nothing was, 1 when the input came back unchanged).  ``inplace`` writes into
     ``denoised`` (float32) instead of a new array: one volume less in memory on a large CT.
+    ``noise_std`` per band of ``split_bands(..., scales)``; by default from second
+    differences across slices (:func:`band_noise_std`), which needs noise independent
+    across slices; callers whose noise is not (ultrasound frames) pass their own.
     """
     if noisy.shape != denoised.shape:
         raise ValueError(f"shapes differ: {noisy.shape} vs {denoised.shape}")
@@ -98,7 +103,10 @@ def residual_guard(noisy: np.ndarray, denoised: np.ndarray, factor: float = FACT
         raise ValueError("factor and window must be > 0")
     if inplace and denoised.dtype != np.float32:
         raise ValueError("inplace needs a float32 stack")
-    noise_std = band_noise_std(noisy, chunk)
+    if noise_std is None:
+        noise_std = band_noise_std(noisy, chunk, scales=scales)
+    if len(noise_std) != len(scales) + 1:
+        raise ValueError(f"need {len(scales) + 1} band noise levels, got {len(noise_std)}")
     output = denoised if inplace else np.empty_like(denoised, dtype=np.float32)
     returned = removed = 0.0
     for start in range(0, noisy.shape[0], chunk):
@@ -107,7 +115,7 @@ def residual_guard(noisy: np.ndarray, denoised: np.ndarray, factor: float = FACT
         u = torch.from_numpy(np.ascontiguousarray(denoised[start:start + chunk], np.float32))
         residual = x - u
         back = torch.zeros_like(residual)
-        for band, std in zip(split_bands(residual), noise_std):
+        for band, std in zip(split_bands(residual, scales), noise_std):
             energy = gaussian_lowpass(band * band, window)
             gain = (1.0 - factor * std ** 2 / energy.clamp_min(1e-20)).clamp_(0.0, 1.0)
             back += gain * band

@@ -1,8 +1,10 @@
-"""The training loop shared by every method: budget, schedule, EMA, progress, cancel.
+"""The training loop shared by every method: budget, schedule, tail averaging, progress,
+cancel.
 
-A method supplies ``batch_loss(step)``, the loss of one freshly drawn batch; this module
-owns everything around it.  Nothing here is random: the method draws its batches from
-its own seeded generator, so the same seed and step count give the same weights.
+A method supplies ``batch_loss(step, fraction)``, the loss of one freshly drawn batch at
+that fraction of the budget; this module owns everything around it.  Nothing here is
+random: the method draws its batches from its own seeded generator, so the same seed and
+step count give the same weights.
 """
 
 from __future__ import annotations
@@ -132,14 +134,15 @@ class TrainResult:
     recoveries: int
 
 
-def train(model: torch.nn.Module, batch_loss: Callable[[int], torch.Tensor],
+def train(model: torch.nn.Module, batch_loss: Callable[[int, float], torch.Tensor],
           schedule: Schedule, *, average_tail: float = 0.25, clip_norm: float = 1.0,
           betas: Tuple[float, float] = (0.9, 0.999),
           spike_factor: float = 10.0, max_recoveries: int = 5,
           progress: Optional[ProgressCallback] = None,
           cancel: Optional[CancelEvent] = None) -> TrainResult:
     """Adam (``betas``) with the schedule, gradient clipping, tail averaging and a
-    divergence guard.
+    divergence guard.  ``batch_loss(step, fraction)`` gets the fraction of the budget
+    spent, the one the learning rate follows, for loss weights on the same clock.
 
     The weights are averaged uniformly over the last ``average_tail`` of the budget
     (steps or seconds, whichever ends first), where the cosine schedule is already low.
@@ -169,7 +172,7 @@ def train(model: torch.nn.Module, batch_loss: Callable[[int], torch.Tensor],
         check_cancel(cancel)
         for group in optimizer.param_groups:
             group["lr"] = schedule.lr(fraction) * lr_scale
-        loss = batch_loss(step)
+        loss = batch_loss(step, fraction)
         step += 1
         value = float(loss.detach())
         # The 90th percentile, not the median: batch losses are heterogeneous (CT crops

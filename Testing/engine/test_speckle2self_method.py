@@ -3,19 +3,18 @@ import threading
 import numpy as np
 import pytest
 
+from nsn2n.bench.speckle import SpeckleCase, simulate
+from nsn2n.bench.ultrasound import _regions, score
 from nsn2n.errors import Cancelled
 from nsn2n.inference import pad_to_multiple
 from nsn2n.methods.speckle2self import (Speckle2SelfConfig, config_for, consistency_ramp,
                                         fit_predict)
-from nsn2n.metrics import affine_fit, ssim_frames
 
 TINY = dict(width=8, levels=3, patch=32, batch=4)
 
 
 def speckled(frames=4, size=40, seed=0):
     """Log-compressed speckle over a disk and a bright band; returns clean, noisy."""
-    from nsn2n.bench.speckle import SpeckleCase, simulate
-
     data = simulate(SpeckleCase("tiny", shape=(frames, size, size), seed=seed))
     return data["clean"], data["noisy"]
 
@@ -24,7 +23,8 @@ def test_config_validation_and_presets():
     assert config_for("fast").steps < config_for("balanced").steps < config_for("best").steps
     assert config_for("fast", steps=7).steps == 7
     for bad in (dict(steps=0), dict(patch=40), dict(beta1=1.0), dict(levels=1),
-                dict(max_seconds=0), dict(consistency_weight=-1), dict(consistency_warmup=0.5)):
+                dict(max_seconds=0), dict(consistency_weight=-1), dict(consistency_warmup=0.5),
+                dict(local_mean_grains=-1), dict(guard_factor=-1)):
         with pytest.raises(ValueError):
             Speckle2SelfConfig(**bad)
     with pytest.raises(ValueError):
@@ -55,6 +55,8 @@ def test_odd_sized_frames_keep_shape_and_each_frame_keeps_its_range():
     noisy[1] = noisy[1] * 50 + 100  # frames on different scales
     out, report = fit_predict(noisy, Speckle2SelfConfig(steps=3, **TINY))
     assert out.shape == noisy.shape and report["steps"] == 3
+    assert report["local_mean_sigma_px"] == pytest.approx(3 * report["speckle_grain_px"],
+                                                          abs=0.02)
     for frame, result in zip(noisy, out):
         assert frame.min() - 1e-6 <= result.min() and result.max() <= frame.max() + 1e-6
 
@@ -69,15 +71,18 @@ def test_same_seed_same_output_and_seed_matters():
     assert not np.array_equal(a, c)
 
 
-def test_training_on_speckle_raises_ssim():
-    # SSIM alone also rises for an over-smoothed output (README, Ultrasound); this checks
-    # the pipeline end to end, not that the method preserves lesions.
-    clean, noisy = speckled(frames=6, size=64, seed=1)
-    out, _ = fit_predict(noisy, Speckle2SelfConfig(steps=120, width=8, levels=3, patch=64,
-                                                   batch=4, learning_rate=3e-3))
-    before = ssim_frames(affine_fit(noisy, clean), clean)
-    after = ssim_frames(affine_fit(out, clean), clean)
-    assert after > before + 0.1, (before, after)
+def test_training_on_speckle_raises_psnr_and_lesion_contrast():
+    # PSNR and gCNR, not SSIM: a flat output scores a high SSIM against the piecewise
+    # smooth reference (README, Ultrasound), and this tiny network's raw output is nearly
+    # flat; the restoration after inference must bring the lesions back.
+    data = simulate(SpeckleCase("tiny", shape=(4, 128, 128), seed=1))  # lesions need room
+    out, _ = fit_predict(data["noisy"], Speckle2SelfConfig(
+        steps=120, width=8, levels=3, patch=64, batch=4, learning_rate=3e-3))
+    regions = _regions(data)
+    before = score("tiny", "noisy", data["noisy"], data, regions, 0.0)
+    after = score("tiny", "speckle2self", out, data, regions, 0.0)
+    assert after.psnr > before.psnr + 0.5, (before, after)  # measured +1.05 dB
+    assert after.gcnr > before.gcnr + 0.05, (before, after)  # measured 0.655 -> 0.748
 
 
 def test_cancel_stops_before_anything_is_returned():

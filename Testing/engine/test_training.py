@@ -22,7 +22,7 @@ def fit_line(steps=50, **kwargs):
     model = torch.nn.Linear(1, 1)
     x = torch.linspace(-1, 1, 32)[:, None]
 
-    def batch_loss(step):
+    def batch_loss(step, spent):
         return ((model(x) - 3 * x) ** 2).mean()
 
     return train(model, batch_loss, Schedule(steps, None, 0.1), **kwargs)
@@ -34,6 +34,22 @@ def test_training_reduces_loss_and_reports_progress():
     assert result.steps == 50 and len(seen) == 50
     assert seen[-1].loss < seen[0].loss
     assert seen[-1].step == 50 and seen[-1].remaining == pytest.approx(0, abs=1e-6)
+
+
+def test_batch_loss_sees_the_budget_fraction_the_learning_rate_follows():
+    model = torch.nn.Linear(1, 1)
+    seen = []
+
+    def batch_loss(step, spent):
+        seen.append((step, spent))
+        return model(torch.ones(1, 1)).sum()
+
+    train(model, batch_loss, Schedule(8, None, 0.01))
+    assert seen == [(k, k / 8) for k in range(8)]
+    seen.clear()
+    train(model, batch_loss, Schedule(10 ** 6, 0.2, 0.01))  # a time budget
+    fractions = [spent for _, spent in seen]
+    assert fractions == sorted(fractions) and 0 < fractions[-1] < 1
 
 
 def test_cancel_raises_within_one_iteration():
@@ -54,7 +70,7 @@ def test_non_finite_loss_is_recovered_not_returned():
     model = torch.nn.Linear(1, 1)
     x = torch.ones(4, 1)
 
-    def batch_loss(step):
+    def batch_loss(step, spent):
         loss = ((model(x) - 1) ** 2).mean()
         return loss * float("nan") if step == 5 else loss
 
@@ -78,7 +94,7 @@ def test_averaged_weights_are_the_mean_of_the_tail_iterates():
     model = torch.nn.Linear(1, 1, bias=False)
     seen = {}
 
-    def batch_loss(step):
+    def batch_loss(step, spent):
         return (model.weight * 1.0).sum()  # constant gradient: the weight keeps moving
 
     def record(p):
@@ -90,7 +106,7 @@ def test_averaged_weights_are_the_mean_of_the_tail_iterates():
     assert float(result.averaged.weight) == pytest.approx(sum(tail) / len(tail), rel=1e-5)
     assert float(result.model.weight) == pytest.approx(seen[20])
     other = torch.nn.Linear(1, 1)
-    no_tail = train(other, lambda step: other(torch.ones(1, 1)).sum(), Schedule(3, None, 0.1),
+    no_tail = train(other, lambda step, spent: other(torch.ones(1, 1)).sum(), Schedule(3, None, 0.1),
                     average_tail=0)
     assert torch.equal(no_tail.averaged.weight, no_tail.model.weight)
 
@@ -99,7 +115,7 @@ def test_a_finite_loss_explosion_is_rolled_back():
     model = torch.nn.Linear(1, 1)
     x = torch.ones(4, 1)
 
-    def batch_loss(step):
+    def batch_loss(step, spent):
         loss = ((model(x) - 1) ** 2).mean() + 0.01
         return loss * 1e4 if step == 30 else loss  # finite, but 10^4 times the usual
 
@@ -112,7 +128,7 @@ def test_heterogeneous_batches_are_not_mistaken_for_explosions():
     model = torch.nn.Linear(1, 1)
     x = torch.ones(4, 1)
 
-    def batch_loss(step):  # most batches nearly empty (air), every 7th a normal one
+    def batch_loss(step, spent):  # most batches nearly empty (air), every 7th a normal one
         base = ((model(x) - 1) ** 2).mean()
         return base + (0.05 if step % 7 == 0 else 1e-5)
 
@@ -123,7 +139,7 @@ def test_endless_divergence_stops_early_instead_of_failing():
     model = torch.nn.Linear(1, 1)
     x = torch.ones(4, 1)
 
-    def batch_loss(step):
+    def batch_loss(step, spent):
         loss = ((model(x) - 1) ** 2).mean()
         return loss * float("nan") if step >= 30 else loss
 

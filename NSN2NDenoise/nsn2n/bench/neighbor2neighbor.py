@@ -55,7 +55,7 @@ def fit_predict(frames: np.ndarray, seconds: float, seed: int = 0, patch: int = 
     model = model.to(device_)
     dtype = autocast_dtype(device_)
 
-    def batch_loss(step: int) -> torch.Tensor:
+    def batch_loss(step: int, spent: float) -> torch.Tensor:
         index = rng.integers(0, count, batch)
         top = rng.integers(0, height - patch + 1, batch)
         left = rng.integers(0, width_ - patch + 1, batch)

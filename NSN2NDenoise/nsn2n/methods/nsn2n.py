@@ -158,7 +158,7 @@ def fit_predict(slices: np.ndarray, config: NSN2NConfig,
     dtype = autocast_dtype(device)
     need_midpoints = config.lambda_ic > 0 and reference is None
 
-    def batch_loss(step: int) -> torch.Tensor:
+    def batch_loss(step: int, spent: float) -> torch.Tensor:
         runs = sample_runs(depth, height, width, run_length, patch, config.batch, rng)
         images, masks = gather_runs(volume, weights, runs, run_length, patch)
         inputs = images.reshape(-1, 1, patch, patch)

@@ -31,7 +31,11 @@ for 5000 epochs:
 * no normalisation in the output layer (published: instance norm and ReLU), which forces
   at least a third of a mid-gray image's pixels to exactly zero (README, Ultrasound);
 * a learning rate of 2e-3 under the cosine schedule, where the published 1e-3 is
-  constant: the same mean rate over a short run.
+  constant: the same mean rate over a short run;
+* after inference, the output's local mean reset to the input's over 3 speckle grains,
+  and structure that stands out from the speckle given back (``speckle_restore.py`` says
+  why; ``local_mean_grains=0`` and ``guard_factor=0`` turn them off): the short training
+  neither reproduces the input's local brightness nor keeps fine structure.
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ from ..inference import pad_to_multiple
 from ..losses import speckle2self_loss
 from ..msp import SCALES, augment, minmax_normalize, perturb, random_affines
 from ..nets import SpeckleNet
+from ..speckle_restore import restore
 from ..training import (CancelEvent, Progress, ProgressCallback, Schedule, autocast_dtype,
                         check_cancel, report_pace, resolve_device, train)
 
@@ -69,6 +74,9 @@ class Speckle2SelfConfig:
     learning_rate: float = 2e-3  # module docstring: cosine-scheduled, published 1e-3 constant
     beta1: float = 0.5
     average_tail: float = 0.25
+    # speckle_restore.py; both 0 return the network output as it is (published)
+    local_mean_grains: float = 3.0
+    guard_factor: float = 2.0
     seed: int = 0
     device: str = "auto"
 
@@ -87,6 +95,8 @@ class Speckle2SelfConfig:
             (0 <= self.consistency_warmup < 0.5, "consistency_warmup must be in [0, 0.5)"),
             (0 <= self.beta1 < 1, "beta1 must be in [0, 1)"),
             (0 <= self.average_tail < 1, "average_tail must be in [0, 1)"),
+            (self.local_mean_grains >= 0, "local_mean_grains must be >= 0"),
+            (self.guard_factor >= 0, "guard_factor must be >= 0"),
             (self.output_norm in ("instance", "affine", "none"),
              "output_norm must be instance, affine or none"),
         ]
@@ -136,7 +146,8 @@ def fit_predict(frames: np.ndarray, config: Speckle2SelfConfig,
                 cancel: Optional[CancelEvent] = None) -> Tuple[np.ndarray, Dict]:
     """Train on ``frames`` ``(N, H, W)`` (any real scale) and denoise them.
 
-    Returns float64 frames, each in its input frame's [min, max], and a report.
+    Returns float64 frames, each in its input frame's [min, max], and a report (with the
+    measured speckle grain, the local-mean window and the guard's share).
     """
     count, height, width = frames.shape
     if min(height, width) < 2:
@@ -162,8 +173,7 @@ def fit_predict(frames: np.ndarray, config: Speckle2SelfConfig,
 
     schedule = Schedule(config.steps, config.max_seconds, config.learning_rate)
 
-    def batch_loss(step: int) -> torch.Tensor:
-        spent = schedule.fraction(step, time.perf_counter() - started)
+    def batch_loss(step: int, spent: float) -> torch.Tensor:
         weight = config.consistency_weight * consistency_ramp(spent, config.consistency_warmup)
         index = rng.integers(0, count, config.batch)
         top, left = rng.integers(0, rows, config.batch), rng.integers(0, cols, config.batch)
@@ -181,7 +191,12 @@ def fit_predict(frames: np.ndarray, config: Speckle2SelfConfig,
                    betas=(config.beta1, 0.999), progress=progress, cancel=cancel)
     trained = result.averaged if config.average_tail > 0 else result.model
     denoised = predict_frames(trained, frames, device, progress, cancel)
-    report = dict(method="speckle2self", device=str(device), steps=result.steps,
+    check_cancel(cancel)
+    denoised, restored = restore(frames, denoised, config.local_mean_grains,
+                                 config.guard_factor, cancel)
+    low, high = frame_ranges(frames)
+    denoised = np.clip(denoised, low, high)
+    report = dict(method="speckle2self", device=str(device), steps=result.steps, **restored,
                   train_seconds=round(result.seconds, 2),
                   total_seconds=round(time.perf_counter() - started, 2),
                   recoveries=result.recoveries, final_loss=result.last_loss, patch=patch)
