@@ -104,9 +104,10 @@ def test_averaged_weights_are_the_mean_of_the_tail_iterates():
                    progress=record)
     tail = [seen[s] for s in range(15, 21)]  # steps whose budget fraction is >= 0.75
     assert float(result.averaged.weight) == pytest.approx(sum(tail) / len(tail), rel=1e-5)
-    assert float(result.model.weight) == pytest.approx(seen[20])
+    assert result.model.weight.item() == pytest.approx(seen[20])
     other = torch.nn.Linear(1, 1)
-    no_tail = train(other, lambda step, spent: other(torch.ones(1, 1)).sum(), Schedule(3, None, 0.1),
+    no_tail = train(other, lambda step, spent: other(torch.ones(1, 1)).sum(),
+                    Schedule(3, None, 0.1),
                     average_tail=0)
     assert torch.equal(no_tail.averaged.weight, no_tail.model.weight)
 
