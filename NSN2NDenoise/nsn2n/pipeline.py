@@ -62,10 +62,11 @@ class DenoiseOptions:
 
 # Speckle2Self is reachable only by name until it passes its benchmark: with the
 # published training it flattened simulated speckle into a near-constant image, and with
-# this project's changes (methods/speckle2self.py) it scores higher but still lowered
-# gCNR in the benchmark's runs and on real images, and its outcome varies from run to run
-# (README, Ultrasound).  ``auto`` must never pick a method that can make a good image
-# worse.  Flip this once the ultrasound benchmark's targets are met.
+# this project's changes (methods/speckle2self.py, speckle_restore.py) it keeps gCNR on
+# simulated speckle but misses the SSIM target, lowered gCNR on the real SonoSite cine,
+# smooths away tissue texture, and its network output varies from run to run (README,
+# Ultrasound).  ``auto`` must never pick a method that can make a good image worse.
+# Flip this once the ultrasound benchmark's targets are met.
 AUTO_SPECKLE2SELF_FOR_ULTRASOUND = False
 
 
