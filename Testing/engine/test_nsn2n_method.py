@@ -19,6 +19,8 @@ def test_config_validation():
         config_for("turbo")
     with pytest.raises(ValueError, match="guard_factor"):
         NSN2NConfig(guard_factor=-1.0)
+    with pytest.raises(ValueError, match="nonlocal_strength"):
+        NSN2NConfig(nonlocal_strength=-0.1)
     with pytest.raises(ValueError, match="tau_cap"):
         NSN2NConfig(tau_cap=0.5)
     assert config_for("fast").steps < config_for("balanced").steps < config_for("best").steps
@@ -55,11 +57,13 @@ def test_same_seed_is_bit_identical_other_seed_differs(noisy_phantom):
     assert not np.array_equal(a, c)
 
 
-@pytest.mark.parametrize("stride,last", [(2, "refine"), (0, "predict")])
-def test_progress_covers_every_phase_and_ends_complete(noisy_phantom, stride, last):
+@pytest.mark.parametrize("stride,strength,last", [(2, 0.3, "refine"), (0, 0.3, "refine"),
+                                                 (0, 0.0, "predict")])
+def test_progress_covers_every_phase_and_ends_complete(noisy_phantom, stride, strength, last):
     _, noisy = noisy_phantom
     seen = []
-    fit_predict(noisy, NSN2NConfig(**dict(TINY, steps=5, wiener_stride=stride)),
+    fit_predict(noisy, NSN2NConfig(**dict(TINY, steps=5, wiener_stride=stride,
+                                          nonlocal_strength=strength)),
                 progress=seen.append)
     phases = [p.phase for p in seen]
     assert phases[0] == "prepare" and "train" in phases and "predict" in phases

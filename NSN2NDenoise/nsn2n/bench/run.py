@@ -115,17 +115,18 @@ def learned_rows(case: BenchCase, presets: List[str], seed: int, log, picture_di
         return rows
     budget = dict(steps=10 ** 6, max_seconds=balanced_seconds, seed=seed)
     plain = NSN2NConfig(use_mask=False, lambda_rc=0.0, lambda_ic=0.0, run_length=2,
-                        average_tail=0.0, tta=1, guard_factor=0.0, wiener_stride=0, **budget)
+                        average_tail=0.0, tta=1, guard_factor=0.0, wiener_stride=0,
+                        nonlocal_strength=0.0, **budget)
     out, seconds, report = run_nsn2n(case, DenoiseOptions(seed=seed), plain)
     rows.append(score(case, targets.PLAIN, out, seconds,
                       f"same training time, {report['steps']} steps"))
     log(rows[-1])
-    # The network alone, without the residual guard or the Wiener stage: trained on the
-    # clean magnitude, it removes the Rician floor in air, and both stages take their
+    # The network alone, without the residual guard or the refinement stages: trained on
+    # the clean magnitude, it removes the Rician floor in air, and these stages take their
     # values from the noisy magnitude, floor included (measured on MRI 5 %: whole-volume
     # SSIM 0.505 with the guard).  No Rician bias to correct either.
     supervised = dataclasses.replace(config_for("balanced"), guard_factor=0.0,
-                                     wiener_stride=0, **budget)
+                                     wiener_stride=0, nonlocal_strength=0.0, **budget)
     out, seconds, report = run_nsn2n(case, DenoiseOptions(seed=seed, bias_correction=False),
                                      supervised, case.clean)
     rows.append(score(case, targets.SUPERVISED, out, seconds,
@@ -136,11 +137,14 @@ def learned_rows(case: BenchCase, presets: List[str], seed: int, log, picture_di
 
 ABLATIONS = [
     ("paper recipe: pairs (K=2), last weights, no TTA",
-     dict(run_length=2, average_tail=0.0, tta=1, wiener_stride=0)),
-    ("+ runs of K=4 slices", dict(average_tail=0.0, tta=1, wiener_stride=0)),
-    ("+ weights averaged over the last quarter", dict(tta=1, wiener_stride=0)),
-    ("+ 8-fold test-time augmentation", dict(wiener_stride=0)),
-    ("+ the empirical Wiener stage (the product)", dict()),
+     dict(run_length=2, average_tail=0.0, tta=1, wiener_stride=0, nonlocal_strength=0.0)),
+    ("+ runs of K=4 slices",
+     dict(average_tail=0.0, tta=1, wiener_stride=0, nonlocal_strength=0.0)),
+    ("+ weights averaged over the last quarter",
+     dict(tta=1, wiener_stride=0, nonlocal_strength=0.0)),
+    ("+ 8-fold test-time augmentation", dict(wiener_stride=0, nonlocal_strength=0.0)),
+    ("+ the empirical Wiener stage", dict(nonlocal_strength=0.0)),
+    ("+ guided non-local means, averaged with it (the product)", dict()),
     ("product without the mask (W = 1)", dict(use_mask=False)),
     ("product without L_RC and L_IC", dict(lambda_rc=0.0, lambda_ic=0.0)),
     ("product without the residual guard", dict(guard_factor=0.0)),
@@ -152,10 +156,11 @@ LOW_NOISE = [
     (targets.FAST, "fast", dict()),
     (targets.BALANCED, "balanced", dict()),
     ("`balanced` without the Wiener stage", "balanced", dict(wiener_stride=0)),
+    ("`balanced` without guided non-local means", "balanced", dict(nonlocal_strength=0.0)),
     ("`balanced` without the residual guard", "balanced", dict(guard_factor=0.0)),
-    # The product as it was before the tau cap, the guard and the Wiener stage.
-    ("`balanced` with the paper's fixed tau, no guard, no Wiener stage", "balanced",
-     dict(guard_factor=0.0, tau_cap=None, wiener_stride=0)),
+    # The product as it was before the tau cap, the guard and the two refinement stages.
+    ("`balanced` with the paper's fixed tau, no guard, no refinement stages", "balanced",
+     dict(guard_factor=0.0, tau_cap=None, wiener_stride=0, nonlocal_strength=0.0)),
 ]
 
 
