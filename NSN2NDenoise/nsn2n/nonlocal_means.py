@@ -27,22 +27,14 @@ from typing import Optional, Sequence, Tuple
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .training import CancelEvent, ProgressCallback, check_cancel, report_pace
+from .wiener import mirror_index
 
 SEARCH = (2, 5, 5)  # search radius (slices, rows, columns)
 PATCH = (3, 5, 5)  # patch whose guide distance weighs a voxel
 STRENGTH = 0.3
 CHUNK = 8  # output slices per step: bounds the temporaries on large volumes
-
-
-def mirror_index(start: int, stop: int, length: int) -> torch.Tensor:
-    """Indices ``start..stop-1`` of an axis of ``length``, mirrored at both ends."""
-    index = torch.arange(start, stop)
-    period = max(1, 2 * (length - 1))
-    index = index % period
-    return torch.where(index < length, index, period - index)
 
 
 def box_sum(values: torch.Tensor, size: Sequence[int]) -> torch.Tensor:

@@ -52,14 +52,19 @@ def dct_basis(size: int) -> torch.Tensor:
     return basis.float()
 
 
+def mirror_index(start: int, stop: int, length: int) -> torch.Tensor:
+    """Indices ``start..stop-1`` of an axis of ``length``, mirrored at both ends."""
+    index = torch.arange(start, stop)
+    period = max(1, 2 * (length - 1))
+    index = index % period
+    return torch.where(index < length, index, period - index)
+
+
 def _padded_index(length: int, patch: int, stride: int) -> torch.Tensor:
     """Indices that mirror-extend an axis so patches every ``stride`` pixels tile it
     exactly (``F.fold`` needs a regular grid)."""
     steps = max(0, math.ceil((length - patch) / stride))
-    index = torch.arange(patch + steps * stride)
-    period = max(1, 2 * (length - 1))
-    index = index % period
-    return torch.where(index < length, index, period - index)
+    return mirror_index(0, patch + steps * stride, length)
 
 
 def coefficient_noise_variance(noisy: np.ndarray, patch: Tuple[int, int, int],

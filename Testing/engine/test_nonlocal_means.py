@@ -5,12 +5,7 @@ import pytest
 import torch
 
 from nsn2n.errors import Cancelled
-from nsn2n.nonlocal_means import box_sum, guided_nonlocal_means, mirror_index
-
-
-def test_mirror_index_matches_numpy_reflect_padding():
-    expected = np.pad(np.arange(5), 3, mode="reflect")
-    assert mirror_index(-3, 8, 5).tolist() == expected.tolist()
+from nsn2n.nonlocal_means import box_sum, guided_nonlocal_means
 
 
 def test_box_sum_equals_the_brute_force_sum():

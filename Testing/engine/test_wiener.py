@@ -7,7 +7,8 @@ import torch
 from nsn2n.errors import Cancelled
 from nsn2n import wiener
 from nsn2n.metrics import psnr
-from nsn2n.wiener import _padded_index, coefficient_noise_variance, dct_basis, empirical_wiener
+from nsn2n.wiener import (_padded_index, coefficient_noise_variance, dct_basis, empirical_wiener,
+                          mirror_index)
 
 
 def noise_stack(sigma=0.1, shape=(12, 48, 40), seed=0):
@@ -139,3 +140,8 @@ def test_progress_counts_slabs_up_to_the_total_and_does_not_change_the_result():
     assert seen[-1].total == 7  # slabs start at 0, 2, .., 20 - 8
     assert steps == list(range(seen[-1].total + 1))
     np.testing.assert_array_equal(with_progress, empirical_wiener(noisy, clean, stride=2))
+
+
+def test_mirror_index_matches_numpy_reflect_padding():
+    expected = np.pad(np.arange(5), 3, mode="reflect")
+    assert mirror_index(-3, 8, 5).tolist() == expected.tolist()

@@ -200,16 +200,20 @@ def fit_predict(slices: np.ndarray, config: NSN2NConfig,
     denoised = predict_volume(trained, slices.astype(np.float32, copy=False), device,
                               multiple=2 ** config.depth, transforms=TTA_ELEMENTS[config.tta],
                               progress=progress, cancel=cancel)
+    noise_variance = None
+    if config.nonlocal_strength > 0 or config.wiener_stride > 0:
+        # One estimate for both stages: the Wiener stage's patch, clipped to the stack.
+        patch = tuple(min(p, n) for p, n in zip(WIENER_PATCH, slices.shape))
+        noise_variance = coefficient_noise_variance(slices, patch)
     guided = None
     if config.nonlocal_strength > 0:  # before the Wiener stage overwrites the network output
-        patch = tuple(min(p, n) for p, n in zip(WIENER_PATCH, slices.shape))
-        voxel_variance = float(coefficient_noise_variance(slices, patch).mean())
-        guided = guided_nonlocal_means(slices, denoised, voxel_variance,
+        guided = guided_nonlocal_means(slices, denoised, float(noise_variance.mean()),
                                        config.nonlocal_strength, progress=progress,
                                        cancel=cancel)
     if config.wiener_stride > 0:
         denoised = empirical_wiener(slices, denoised, stride=config.wiener_stride,
-                                    inplace=True, progress=progress, cancel=cancel)
+                                    noise_variance=noise_variance, inplace=True,
+                                    progress=progress, cancel=cancel)
     if guided is not None and config.wiener_stride > 0:
         # The two stages err differently: on the MRI benchmark cases their mean beat the
         # better of them by 0.5 dB (nonlocal_means.py), so they are averaged.
