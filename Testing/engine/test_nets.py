@@ -17,6 +17,17 @@ def test_shapes_and_gradients():
     assert all(p.grad is not None for p in net.parameters())
 
 
+def test_decoder_without_concatenation_is_the_block_on_the_concatenation():
+    torch.manual_seed(0)
+    net = UNet2d(4, 2)
+    for level in range(net.depth):
+        upsampled = torch.randn(2, 4 * 2 ** level, 8, 12)
+        skip = torch.randn(2, 4 * 2 ** level, 8, 12)
+        concatenated = net.decoders[level](torch.cat([upsampled, skip], dim=1))
+        assert torch.allclose(net._decode(level, upsampled, skip), concatenated, atol=1e-6)
+        # Swapping the halves gives another function: the test can tell them apart.
+        assert not torch.allclose(net._decode(level, skip, upsampled), concatenated, atol=1e-3)
+
 def test_speckle_net_has_the_published_size_and_no_shortcut():
     from nsn2n.nets import SpeckleNet
 

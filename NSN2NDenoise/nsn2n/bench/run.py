@@ -201,7 +201,7 @@ LOSS_TERMS = [
 
 def loss_term_rows(case: BenchCase, seeds: List[int], log) -> List[Row]:
     """``balanced`` as shipped and without L_RC and L_IC, over several seeds.  Step-budgeted,
-    unlike the ablation: every row trains the same 1500 steps on the same schedule, so the
+    unlike the ablation: every row trains the preset's steps on the same schedule, so the
     spread between seeds is the only noise."""
     return [config_row(case, name, dataclasses.replace(config_for("balanced"), seed=seed,
                                                        **changes),

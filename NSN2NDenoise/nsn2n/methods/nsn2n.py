@@ -50,7 +50,7 @@ TTA_ELEMENTS = {1: (0,), 2: (0, 3), 4: (0, 3, 5, 6), 8: tuple(range(8))}
 class NSN2NConfig:
     """Every setting of one NS-N2N run; validated on construction."""
 
-    steps: int = 1500
+    steps: int = 1000
     max_seconds: Optional[float] = None  # a time cap on training; ends the schedule early
     width: int = 16
     depth: int = 3
@@ -104,11 +104,17 @@ class NSN2NConfig:
 # on the same CPU with the same torch thread count (the reduction order in the kernels
 # changes with the thread count).  Training cost per step does not depend on the volume
 # size (fixed crops).
-# On a 2-core AVX512-BF16 CPU one step takes about 0.09 s: fast ~45 s, balanced ~2.3 min,
-# best ~8 min of training.
+# On 2-core AVX512-BF16 CPUs one step takes 0.05-0.1 s: fast 25-50 s, balanced 50-100 s,
+# best 4-8 min of training.
+# balanced was 1500 steps until the two refinement stages made the network's last steps
+# worth little: 1000 instead of 1500 steps changed PSNR inside the head/body by -0.35 to
+# +0.10 dB (mean -0.07) on the four benchmark cases and the two nearly clean ones, 750
+# steps by -0.22 to +0.09 (seed 0, 2026-12-02, README "Benchmarks"), while training
+# is two thirds of the wall time.  1000, not 750: volumes larger than the benchmark's
+# 2 M voxels get fewer crops per voxel.
 PRESETS: Dict[str, Dict] = {
     "fast": dict(steps=500, tta=4),
-    "balanced": dict(steps=1500, tta=8),
+    "balanced": dict(steps=1000, tta=8),
     "best": dict(steps=5000, tta=8),
 }
 
