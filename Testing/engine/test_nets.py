@@ -28,6 +28,7 @@ def test_decoder_without_concatenation_is_the_block_on_the_concatenation():
         # Swapping the halves gives another function: the test can tell them apart.
         assert not torch.allclose(net._decode(level, skip, upsampled), concatenated, atol=1e-3)
 
+
 def test_speckle_net_has_the_published_size_and_no_shortcut():
     from nsn2n.nets import SpeckleNet
 

@@ -4,6 +4,7 @@ import time
 
 import pytest
 import torch
+from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from nsn2n.errors import Cancelled, InputError
 from nsn2n.training import Schedule, report_pace, resolve_device, train
@@ -147,6 +148,31 @@ def test_endless_divergence_stops_early_instead_of_failing():
     result = train(model, batch_loss, Schedule(100, None, 0.01), max_recoveries=3)
     assert result.recoveries == 4 and result.steps < 100
     assert all(torch.isfinite(p).all() for p in result.averaged.parameters())
+
+
+def test_an_update_that_breaks_the_weights_right_before_a_snapshot_is_not_kept():
+    # The loss is computed before the update, so the 50th update can break the weights
+    # while its batch still scored healthy; the snapshot taken after it must not be trusted.
+    model = torch.nn.Linear(1, 1, bias=False)
+    x = torch.linspace(-1, 1, 16)[:, None]
+    updates = []
+
+    def break_after_the_50th_update(optimizer, args, kwargs):
+        updates.append(1)
+        if len(updates) == 50:
+            with torch.no_grad():
+                model.weight.fill_(1e4)
+
+    def batch_loss(step, spent):
+        return ((model(x) - 2 * x) ** 2).mean() + 1.0
+
+    hook = register_optimizer_step_post_hook(break_after_the_50th_update)
+    try:
+        result = train(model, batch_loss, Schedule(150, None, 0.05), max_recoveries=3)
+    finally:
+        hook.remove()
+    assert result.recoveries >= 1 and result.steps == 150  # recovered, did not give up
+    assert abs(float(result.averaged.weight)) < 10 and result.last_loss < 2  # broken: 1e4, 1e8
 
 
 def test_report_pace_extrapolates_the_time_left_from_the_pace_so_far():

@@ -1,6 +1,6 @@
 """``nsn2n bench``: every method on the same arrays in the same process, one table.
 
-    nsn2n bench                      # all four cases, every method (about 1.5 h on 2 cores)
+    nsn2n bench                      # every case and method (40 min on 2 cores without best)
     nsn2n bench --cases mri5 --no-bm4d --presets fast
     nsn2n bench --ablation           # what each addition to the paper's recipe is worth
     nsn2n bench --low-noise          # nearly clean volumes: never worse than the input
@@ -99,13 +99,20 @@ def classical_rows(case: BenchCase, with_bm4d: bool, log) -> List[Row]:
     return rows
 
 
+def _recoveries(report) -> str:
+    """Divergence recoveries (training.py) change a run's course: the table says so."""
+    count = report.get("recoveries", 0)
+    return f", {count} divergence recover{'y' if count == 1 else 'ies'}" if count else ""
+
+
 def learned_rows(case: BenchCase, presets: List[str], seed: int, log, picture_dir: Path):
     rows = []
     balanced_seconds = None
     for preset in presets:
         out, seconds, report = run_nsn2n(case, DenoiseOptions(preset=preset, seed=seed))
         rows.append(score(case, targets.preset_method(preset), out, seconds,
-                          f"{report['steps']} steps, matched {report['matched_fraction']:.2f}"))
+                          f"{report['steps']} steps, matched {report['matched_fraction']:.2f}"
+                          + _recoveries(report)))
         log(rows[-1])
         if preset == "balanced":
             balanced_seconds = report["train_seconds"]
@@ -119,7 +126,7 @@ def learned_rows(case: BenchCase, presets: List[str], seed: int, log, picture_di
                         nonlocal_strength=0.0, **budget)
     out, seconds, report = run_nsn2n(case, DenoiseOptions(seed=seed), plain)
     rows.append(score(case, targets.PLAIN, out, seconds,
-                      f"same training time, {report['steps']} steps"))
+                      f"same training time, {report['steps']} steps" + _recoveries(report)))
     log(rows[-1])
     # The network alone, without the residual guard or the refinement stages: trained on
     # the clean magnitude, it removes the Rician floor in air, and these stages take their
@@ -130,7 +137,7 @@ def learned_rows(case: BenchCase, presets: List[str], seed: int, log, picture_di
     out, seconds, report = run_nsn2n(case, DenoiseOptions(seed=seed, bias_correction=False),
                                      supervised, case.clean)
     rows.append(score(case, targets.SUPERVISED, out, seconds,
-                      f"same training time, {report['steps']} steps"))
+                      f"same training time, {report['steps']} steps" + _recoveries(report)))
     log(rows[-1])
     return rows
 
