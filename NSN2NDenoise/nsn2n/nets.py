@@ -68,8 +68,8 @@ class UNet2d(nn.Module):
         """
         first, *rest = self.decoders[level]
         channels = upsampled.shape[1]
-        h = (F.conv2d(upsampled, first.weight[:, :channels], None, padding=1)
-             + F.conv2d(skip, first.weight[:, channels:], first.bias, padding=1))
+        h = (F.conv2d(upsampled, first.weight[:, :channels], None, padding=first.padding)
+             + F.conv2d(skip, first.weight[:, channels:], first.bias, padding=first.padding))
         for layer in rest:
             h = layer(h)
         return h
