@@ -36,6 +36,7 @@ class SpeckleCase:
     reference_db: float = 25.0  # top of the display in dB over the background, which
     # then sits at mid-gray as on a typical B-mode screen
     seed: int = 0
+    looks: int = 1  # independent speckle patterns averaged in intensity (compounding)
 
 
 CASES = {
@@ -43,6 +44,10 @@ CASES = {
                            dynamic_range_db=50.0, seed=11),
     "us-coarse": SpeckleCase("us-coarse", axial_sigma=1.5, lateral_sigma=4.0,
                              dynamic_range_db=60.0, reference_db=30.0, seed=12),
+    # Little speckle: 16 compounded looks leave a quarter of the log-speckle spread; a
+    # denoiser must not make it worse.
+    "us-compounded": SpeckleCase("us-compounded", axial_sigma=1.2, lateral_sigma=3.0,
+                                 seed=13, looks=16),
 }
 
 
@@ -104,14 +109,83 @@ def simulate(case: SpeckleCase) -> Dict[str, np.ndarray]:
     pad = int(np.ceil(4 * max(case.axial_sigma, case.lateral_sigma)))
     frames, height, width = echogenicity.shape
     otf = _otf(case, (height + 2 * pad, width + 2 * pad))
-    scatterers = np.sqrt(echogenicity) * (rng.standard_normal(echogenicity.shape)
-                                          + 1j * rng.standard_normal(echogenicity.shape)) / np.sqrt(2)
-    envelope = np.abs(_convolve(scatterers, otf, pad))
+    intensity = 0.0
+    for _ in range(case.looks):
+        scatterers = np.sqrt(echogenicity) * (rng.standard_normal(echogenicity.shape)
+                                              + 1j * rng.standard_normal(echogenicity.shape))
+        intensity = intensity + np.abs(_convolve(scatterers / np.sqrt(2), otf, pad)) ** 2
+    envelope = np.sqrt(intensity / case.looks)
     psf_power = np.fft.fft2(np.abs(np.fft.ifft2(otf)) ** 2)
     expected = np.real(_convolve(echogenicity, psf_power, pad))
     return dict(noisy=log_compress(envelope, case).astype(np.float32),
                 clean=log_compress(np.sqrt(np.maximum(expected, 0)), case).astype(np.float32),
                 **masks)
+
+
+# --- Random frames for pretraining (never the benchmark's phantom) -------------------------
+# Each frame draws its own anatomy and imaging settings, so the network sees speckle of
+# many grain sizes, dynamic ranges and gray levels.  The ranges cover the benchmark's two
+# cases (PSF 1.0 x 2.5 and 1.5 x 4.0 px, 50 and 60 dB) and the coarser, scan-converted
+# grains of real display images (4-5 px measured on pydicom-data); the layout (random
+# ellipses, layers, point reflectors, a sector edge) is never the benchmark's fixed one.
+
+def _smooth_field(rng: np.random.Generator, shape: Tuple[int, int], length: float
+                  ) -> np.ndarray:
+    """Zero-mean, unit-variance Gaussian random field, correlation length ``length`` px."""
+    fz = np.fft.fftfreq(shape[0])[:, None]
+    fx = np.fft.fftfreq(shape[1])[None, :]
+    transfer = np.exp(-2 * (np.pi * length) ** 2 * (fz ** 2 + fx ** 2))
+    transfer[0, 0] = 0.0  # zero mean: a near-constant field must not become a huge offset
+    field = np.real(np.fft.ifft2(np.fft.fft2(rng.standard_normal(shape)) * transfer))
+    return field / max(field.std(), 1e-12)
+
+
+def random_echogenicity(rng: np.random.Generator, size: int = 256) -> np.ndarray:
+    """A random 2-D echogenicity map in dB over the background."""
+    z, x = np.mgrid[0:size, 0:size].astype(np.float64)
+    scale = size / 256
+    db = rng.uniform(0, 3) * _smooth_field(rng, (size, size), rng.uniform(6, 48) * scale)
+    db += rng.uniform(-6, 6) * (z / size - 0.5)  # uncompensated depth gain
+    for _ in range(rng.poisson(4)):  # lesions, vessels, organs
+        cz, cx = rng.uniform(-0.1, 1.1, 2) * size
+        rz, rx = rng.uniform(4 * scale, 0.35 * size, 2)
+        angle = rng.uniform(0, np.pi)
+        u = (z - cz) * np.cos(angle) + (x - cx) * np.sin(angle)
+        v = -(z - cz) * np.sin(angle) + (x - cx) * np.cos(angle)
+        inside = (u / rz) ** 2 + (v / rx) ** 2 <= 1
+        contrast = -60.0 if rng.random() < 0.25 else rng.uniform(-12, 12)
+        db = np.where(inside, contrast + rng.uniform(0, 1.5) * _smooth_field(
+            rng, (size, size), 12 * scale), db)
+    for _ in range(rng.poisson(1.5)):  # specular layers (walls, fascia)
+        slope, offset = rng.uniform(-0.5, 0.5), rng.uniform(0, size)
+        distance = np.abs(z - (offset + slope * (x - size / 2))) / np.sqrt(1 + slope ** 2)
+        db = np.where(distance < rng.uniform(0.5, 3), rng.uniform(6, 20), db)
+    for _ in range(rng.poisson(3)):  # point reflectors
+        cz, cx = rng.uniform(0, size, 2)
+        db = np.where((z - cz) ** 2 + (x - cx) ** 2 <= rng.uniform(0.5, 3) ** 2,
+                      rng.uniform(10, 25), db)
+    return db
+
+
+def random_frame(rng: np.random.Generator, size: int = 256) -> np.ndarray:
+    """One B-mode frame in [0, 1] (float32) of a random phantom under random settings."""
+    case = SpeckleCase("random", shape=(1, size, size),
+                       axial_sigma=rng.uniform(0.6, 2.0), lateral_sigma=rng.uniform(1.5, 5.0),
+                       dynamic_range_db=rng.uniform(40, 70), reference_db=rng.uniform(15, 35))
+    echogenicity = 10.0 ** (random_echogenicity(rng, size)[None] / 10.0)
+    if rng.random() < 0.2:  # outside an imaging sector: no echo at all
+        z, x = np.mgrid[0:size, 0:size]
+        edge = rng.uniform(0.1, 0.4) * size
+        echogenicity[0, np.abs(x - size / 2) > size / 2 - edge + 0.6 * z] = 0.0
+    pad = int(np.ceil(4 * max(case.axial_sigma, case.lateral_sigma)))
+    otf = _otf(case, (size + 2 * pad, size + 2 * pad))
+    scatterers = np.sqrt(echogenicity) * (rng.standard_normal(echogenicity.shape)
+                                          + 1j * rng.standard_normal(echogenicity.shape))
+    field = _convolve(scatterers / np.sqrt(2), otf, pad)
+    electronic = 10.0 ** (rng.uniform(-45, -25) / 20.0) * 10.0 ** (case.reference_db / 20.0)
+    field += electronic * (rng.standard_normal(field.shape)
+                           + 1j * rng.standard_normal(field.shape)) / np.sqrt(2)
+    return log_compress(np.abs(field), case)[0].astype(np.float32)
 
 
 def background_ring(lesion: np.ndarray, inner: int = 6, outer: int = 14) -> np.ndarray:
