@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from nsn2n.errors import Cancelled
-from nsn2n.nonlocal_means import box_sum, guided_nonlocal_means
+from nsn2n.nonlocal_means import box_sum, guided_nonlocal_means, tent_average
 
 
 def test_box_sum_equals_the_brute_force_sum():
@@ -53,7 +53,32 @@ def test_chunks_do_not_change_the_result():
                                guided_nonlocal_means(noisy, guide, 0.04, chunk=8), atol=1e-6)
 
 
+def test_tent_average_is_a_normalised_triangle_and_one_is_the_identity():
+    volume = np.random.default_rng(5).random((2, 9, 11)).astype(np.float32)
+    assert np.array_equal(tent_average(volume, (1, 1, 1)), volume)
+    out = tent_average(volume, (1, 1, 3))  # taps 1, 2, 3, 2, 1 over 9
+    expected = (volume[..., 2:7] * np.array([1, 2, 3, 2, 1]) / 9).sum(-1)
+    assert out[0, 4, 4] == pytest.approx(float(expected[0, 4]), abs=1e-6)
+    assert tent_average(np.ones((1, 5, 5), np.float32), (1, 2, 2)) == pytest.approx(1.0)
+
+
+def test_a_strided_search_weighs_offsets_by_tents_that_tile_the_window():
+    noisy = np.random.default_rng(6).normal(size=(1, 40, 40)).astype(np.float32)
+    strided = guided_nonlocal_means(noisy, np.ones_like(noisy), 1.0, search=(0, 6, 6),
+                                    patch=(1, 3, 3), stride=(1, 3, 3))
+    # A flat guide weighs the 5 x 5 offsets alike; each stands for a tent of half-width
+    # 3 around it, so the kernel is their sum: flat over -6..6 with tails out to 8.
+    tent = np.array([1, 2, 3, 2, 1]) / 9
+    kernel = np.zeros(17)
+    for offset in (-6, -3, 0, 3, 6):
+        kernel[8 + offset - 2:8 + offset + 3] += tent / 5
+    assert kernel.sum() == pytest.approx(1) and np.allclose(kernel[2:15], 1 / 15)
+    expected = kernel @ noisy[0, 12:29, 12:29] @ kernel
+    assert strided[0, 20, 20] == pytest.approx(float(expected), abs=1e-5)
+
+
 @pytest.mark.parametrize("kwargs,message", [
+    (dict(stride=(1, 0, 1)), "stride"),
     (dict(guide=np.zeros((3, 8, 9), np.float32)), "shapes differ"),
     (dict(strength=-1.0), ">= 0"),
     (dict(patch=(3, 4, 5)), "odd"),
