@@ -5,8 +5,8 @@ import torch
 from nsn2n.bench.speckle import SpeckleCase, simulate
 from nsn2n.guard import residual_guard
 from nsn2n.pairs import gaussian_lowpass
-from nsn2n.speckle_restore import (GRAIN_RANGE, half_max_width, restore, restore_local_mean,
-                                   speckle_band_std, speckle_grain)
+from nsn2n.speckle_restore import (GRAIN_RANGE, fit_guide, half_max_width, restore,
+                                   speckle_band_std, speckle_grain, speckle_variance, tissue)
 
 
 def test_half_max_width_interpolates_and_saturates():
@@ -28,28 +28,45 @@ def test_grain_of_constant_frames_is_the_floor():
         speckle_grain(np.ones((32, 32)))
 
 
-def test_a_lost_offset_comes_back_exactly():
+def test_the_guide_is_fitted_to_each_frame_by_gain_and_offset():
     rng = np.random.default_rng(0)
-    noisy = rng.random((3, 40, 30))
-    restored = restore_local_mean(noisy, noisy - 0.3, sigma=4.0)
-    assert np.allclose(restored, noisy, atol=1e-9)
-
-
-def test_removed_fine_noise_stays_removed_and_coarse_loss_returns():
-    y, x = np.mgrid[0:64, 0:64]
-    clean = np.where((y - 32) ** 2 + (x - 32) ** 2 < 15 ** 2, 1.0, 0.0)[None]
-    checker = 0.5 * (-1.0) ** (y + x)[None]  # the finest possible noise
-    # A "denoiser" that removed the noise and also half of the disk's contrast.
-    restored = restore_local_mean(clean + checker, 0.5 * clean, sigma=3.0)
-    assert np.abs(restored - clean)[0, 28:37, 28:37].max() < 0.05  # disk interior back
-    assert np.std(restored[0, :10, :10]) < 0.02  # checkerboard not given back
-
-
-def test_sigma_zero_is_the_identity_and_shapes_must_match():
-    denoised = np.arange(24.0).reshape(2, 3, 4)
-    assert np.array_equal(restore_local_mean(denoised + 1, denoised, 0.0), denoised)
+    frames = rng.random((3, 20, 30))
+    denoised = np.stack([2.0 * frames[0] + 5, -0.5 * frames[1], np.full((20, 30), 4.0)])
+    guide = fit_guide(frames, denoised)
+    assert np.allclose(guide[:2], frames[:2], atol=1e-5)
+    assert np.allclose(guide[2], frames[2].mean())  # a flat output: the frame's mean
     with pytest.raises(ValueError):
-        restore_local_mean(np.zeros((1, 3, 4)), np.zeros((1, 4, 3)), 1.0)
+        fit_guide(frames, denoised[:, :, :4])
+
+
+def test_speckle_variance_is_robust_and_ignores_black_outside_the_sector():
+    rng = np.random.default_rng(1)
+    guide = np.full((2, 100, 100), 0.5)
+    frames = guide + 0.1 * rng.standard_normal(guide.shape)
+    frames[:, 40:42, :] += 3.0  # an edge the guide misses: a minority of pixels
+    assert speckle_variance(frames, guide) == pytest.approx(0.01, rel=0.1)
+    frames[:, :, :60] = frames.min() - 1  # a black background, 60 % of the image
+    guide[:, :, :60] = frames.min()
+    assert speckle_variance(frames, guide) == pytest.approx(0.01, rel=0.1)
+
+
+def test_guided_average_removes_speckle_but_keeps_the_edges_of_the_guide():
+    data = simulate(SpeckleCase("refine", shape=(2, 96, 96), seed=3))
+    noisy, clean = data["noisy"].astype(np.float64), data["clean"].astype(np.float64)
+    refined, info = restore(noisy, clean, guard_factor=0)  # a perfect guide
+    assert info["search_radius_px"] > 5 and info["speckle_variance"] > 0
+    error_before = np.abs(noisy - clean - np.mean(noisy - clean)).mean()
+    error_after = np.abs(refined - clean - np.mean(refined - clean)).mean()
+    assert error_after < 0.4 * error_before
+    blurred = gaussian_lowpass(torch.from_numpy(noisy), 6.0).numpy()
+    assert error_after < 0.8 * np.abs(blurred - clean - np.mean(blurred - clean)).mean()
+
+
+def test_search_grains_zero_and_guard_zero_return_the_network_output():
+    noisy = grainy()
+    denoised = gaussian_lowpass(torch.from_numpy(noisy), 3.0).numpy().astype(np.float64)
+    out, info = restore(noisy, denoised, search_grains=0, guard_factor=0)
+    assert np.array_equal(out, denoised) and info["search_radius_px"] == 0
 
 
 def grainy(frames=3, size=64, std=0.1, seed=0):
@@ -91,3 +108,23 @@ def test_guard_checks_the_number_of_band_levels():
     stack = np.zeros((3, 8, 8), np.float32)
     with pytest.raises(ValueError):
         residual_guard(stack, stack, scales=(1.0, 3.0), noise_std=[0.1, 0.1])
+
+
+def test_tissue_is_above_a_tenth_of_the_display_range_of_each_frame():
+    frames = np.zeros((2, 4, 10))
+    frames[:, :, 9] = 10.0  # each frame spans 0..10
+    guide = np.tile(np.arange(10.0), (2, 4, 1))
+    assert tissue(frames, guide)[0, 0].tolist() == [False, False] + [True] * 8
+
+
+def test_a_black_background_does_not_hide_the_speckle_from_the_guard():
+    # The real SonoSite cine: a sector of speckle on a black frame.  Measured over every
+    # pixel, the speckle level read near zero and the guard gave back almost everything.
+    noisy = grainy(frames=2, size=96, std=0.1)
+    noisy[:, :, :56] = 0.0
+    smooth = np.where(noisy > 0, 0.5, 0.0)
+    out, info = restore(noisy, smooth, search_grains=0)
+    assert info["guard_returned"] < 0.2
+    assert out[:, 10:-10, 66:-10].std() < 0.5 * noisy[:, 10:-10, 66:-10].std()
+    levels = speckle_band_std(noisy, (1.5, 4.5), where=noisy > 0)
+    assert levels[0] > 2 * speckle_band_std(noisy, (1.5, 4.5))[0]

@@ -22,9 +22,16 @@ def test_every_python_file_is_listed():
 
 
 def test_every_resource_is_listed():
-    on_disk = {str(p.relative_to(MODULE)) for p in (MODULE / "Resources").rglob("*")
+    # Resources/ and the engine's package data (the shipped network weights).
+    on_disk = {str(p.relative_to(MODULE)) for p in
+               [*(MODULE / "Resources").rglob("*"), *(MODULE / "nsn2n" / "weights").rglob("*")]
                if p.is_file()}
     assert on_disk == listed_in_cmake("MODULE_PYTHON_RESOURCES")
+
+
+def test_the_pip_package_ships_the_weights():
+    text = (MODULE.parent / "pyproject.toml").read_text()
+    assert re.search(r'nsn2n = \["weights/\*\.pt"\]', text)
 
 
 def test_module_cmake_registers_generic_and_self_tests():

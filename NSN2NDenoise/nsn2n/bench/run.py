@@ -8,6 +8,7 @@
     nsn2n bench --memory             # peak memory for a 512x512x300 int16 CT
     nsn2n bench --merge a.json b.json  # one table from two runs' rows (b's rows win)
     nsn2n bench --ultrasound         # Speckle2Self on simulated speckle and real files
+    nsn2n bench --pretrain-speckle2self FILE  # remake the shipped Speckle2Self weights
 
 Quality: PSNR inside the head/body mask and over the whole volume, SSIM over the whole
 volume (data range = clean max - clean min).  For MRI every output is compared after the
@@ -319,8 +320,14 @@ def main(argv: Optional[List[str]] = None) -> int:
                         help="the ultrasound benchmark (Speckle2Self) instead")
     parser.add_argument("--us-cases", default="us-fine,us-coarse")
     parser.add_argument("--no-bm3d", action="store_true", help="skip BM3D (ultrasound)")
+    parser.add_argument("--us-from-scratch", action="store_true",
+                        help="add Speckle2Self trained without pretraining (ultrasound)")
     parser.add_argument("--no-real", action="store_true",
                         help="skip the real pydicom-data files (ultrasound)")
+    parser.add_argument("--pretrain-speckle2self", metavar="FILE",
+                        help="no benchmark: remake the shipped Speckle2Self weights into FILE "
+                        "(self-supervised, on random simulated speckle)")
+    parser.add_argument("--pretrain-steps", type=int, default=3000)
     parser.add_argument("--merge", nargs="+", metavar="JSON",
                         help="no run: one benchmark table from these benchmark.json files, "
                         "rows of later files replacing the same case and method")
@@ -329,6 +336,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--readme", help="write the table into this README's bench section")
     args = parser.parse_args(argv)
 
+    if args.pretrain_speckle2self:
+        from .pretrain import main as pretrain_main
+
+        return pretrain_main(args.pretrain_speckle2self, args.pretrain_steps, args.seed)
     if args.merge:
         runs = [[Row(**r) for r in json.loads(Path(f).read_text(encoding="utf-8"))]
                 for f in args.merge]
