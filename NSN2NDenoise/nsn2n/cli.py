@@ -40,8 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("input", help="input file, or a folder holding one DICOM series")
     run.add_argument("output", help="output file: .nii, .nii.gz, .nrrd, .nhdr, .mha or .mhd")
     run.add_argument("--method", default="auto", choices=["auto", "nsn2n", "speckle2self"],
-                     help="auto: nsn2n; speckle2self (ultrasound, 2-D images and cines, "
-                     "RGB converted to gray) is experimental: see the README")
+                     help="auto: speckle2self for ultrasound (modality US), else nsn2n; "
+                     "speckle2self also takes 2-D images, cines and RGB (converted to gray)")
     run.add_argument("--preset", default="balanced", choices=["fast", "balanced", "best"])
     run.add_argument("--steps", type=int, help="training iterations (overrides the preset)")
     run.add_argument("--max-minutes", type=float, help="cap on training time; results then "

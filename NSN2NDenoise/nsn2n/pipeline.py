@@ -60,23 +60,14 @@ class DenoiseOptions:
             raise InputError(str(exc)) from None
 
 
-# Speckle2Self is reachable only by name until it passes its benchmark: with the
-# published training it flattened simulated speckle into a near-constant image, and with
-# this project's changes (methods/speckle2self.py, speckle_restore.py) it keeps gCNR on
-# simulated speckle but misses the SSIM target, lowered gCNR on the real SonoSite cine,
-# smooths away tissue texture, and its network output varies from run to run (README,
-# Ultrasound).  ``auto`` must never pick a method that can make a good image worse.
-# Flip this once the ultrasound benchmark's targets are met.
-AUTO_SPECKLE2SELF_FOR_ULTRASOUND = False
-
-
 def resolve_method(requested: str, modality: Optional[str]) -> str:
-    """``auto``: NS-N2N (Speckle2Self for ultrasound once it is validated, see above)."""
+    """``auto``: Speckle2Self for ultrasound (modality US from the DICOM header or the
+    user), NS-N2N for everything else.  Speckle2Self met its benchmark (README,
+    Ultrasound): above every filter's SSIM on simulated speckle, not worse on nearly clean
+    (compounded) speckle, ENL up and gCNR not down on the three real files."""
     if requested != "auto":
         return requested
-    if AUTO_SPECKLE2SELF_FOR_ULTRASOUND and modality == intensity.US:
-        return "speckle2self"
-    return "nsn2n"
+    return "speckle2self" if modality == intensity.US else "nsn2n"
 
 
 def resolve_slice_axis(geometry: Geometry, requested: Union[str, int] = "auto",

@@ -108,17 +108,14 @@ def test_rician_correction_only_where_a_rayleigh_background_is_seen():
 SPECKLE_FAST = dict(steps=2)
 
 
-def test_auto_never_picks_the_unvalidated_speckle2self(monkeypatch):
-    from nsn2n import pipeline
+def test_auto_picks_speckle2self_for_ultrasound_only():
     from nsn2n.pipeline import method_for
 
     array = np.random.default_rng(0).random((3, 16, 16)).astype(np.float32)
     us = Volume(array, Geometry.identity(), "US")
-    assert method_for(us, DenoiseOptions()) == "nsn2n"
-    assert method_for(us, DenoiseOptions(method="speckle2self")) == "speckle2self"
-    monkeypatch.setattr(pipeline, "AUTO_SPECKLE2SELF_FOR_ULTRASOUND", True)
     assert method_for(us, DenoiseOptions()) == "speckle2self"
     assert method_for(Volume(array, Geometry.identity(), "MR"), DenoiseOptions()) == "nsn2n"
+    assert method_for(Volume(array, Geometry.identity()), DenoiseOptions()) == "nsn2n"
     assert method_for(Volume(array, Geometry.identity()),
                       DenoiseOptions(modality="US")) == "speckle2self"
     assert method_for(us, DenoiseOptions(method="nsn2n")) == "nsn2n"
