@@ -175,7 +175,7 @@ def restore(frames: np.ndarray, denoised: np.ndarray, search_grains: float = SEA
     radius, variance = 0, 0.0
     if search_grains > 0 and strength > 0:
         step, radius = max(1, round(grain)), max(1, round(search_grains * grain))
-        side = 2 * max(1, round(grain)) + 1
+        side = 2 * step + 1  # patch: 2 grains + 1 px
         for _ in range(passes):  # each pass guided by the one before (module docstring)
             guide = fit_guide(frames, output)
             variance = speckle_variance(frames, guide)

@@ -146,16 +146,14 @@ def simulated_rows(name: str, preset: str, seed: int, log, out: Path,
         if method == "Gaussian blur":
             gaussian_output = output
     # One trained network gives two rows: its own output, and the product's output, which
-    # is ``restore`` applied to it (exactly what ``fit_predict`` does after inference).
+    # is ``refine`` applied to it (what ``fit_predict`` does after inference).
     config = speckle2self.config_for(preset, seed=seed)
     started = time.perf_counter()
     network, report = denoise(Volume(noisy, Geometry.identity(), "US"), DenoiseOptions(),
                               method_config=dataclasses.replace(config, search_grains=0,
                                                                 guard_factor=0))
     network_seconds = time.perf_counter() - started
-    product, refined = restore(noisy, network.array, config.search_grains,
-                               config.nonlocal_strength, config.guard_factor)
-    product = np.clip(product, *speckle2self.frame_ranges(noisy))
+    product, refined = speckle2self.refine(noisy, network.array, config)
     seconds = time.perf_counter() - started
     rows.append(score(name, f"Speckle2Self `{preset}`", product, data, regions, seconds,
                       f"{report['steps']} steps, search {refined['search_radius_px']} px"))

@@ -208,7 +208,7 @@ def fit_predict(frames: np.ndarray, config: Speckle2SelfConfig,
     """Train on ``frames`` ``(N, H, W)`` (any real scale) and denoise them.
 
     Returns float64 frames, each in its input frame's [min, max], and a report (with the
-    measured speckle grain, the local-mean window and the guard's share).
+    measured speckle grain, the search radius, the speckle variance and the guard's share).
     """
     count, height, width = frames.shape
     if min(height, width) < 2:
@@ -239,16 +239,24 @@ def fit_predict(frames: np.ndarray, config: Speckle2SelfConfig,
     trained = result.averaged if config.average_tail > 0 else result.model
     denoised = predict_frames(trained, frames, device, progress, cancel)
     check_cancel(cancel)
-    denoised, restored = restore(frames, denoised, config.search_grains,
-                                 config.nonlocal_strength, config.guard_factor,
-                                 progress=progress, cancel=cancel)
-    low, high = frame_ranges(frames)
-    denoised = np.clip(denoised, low, high)
+    denoised, restored = refine(frames, denoised, config, progress, cancel)
     report = dict(method="speckle2self", device=str(device), steps=result.steps, **restored,
                   train_seconds=round(result.seconds, 2),
                   total_seconds=round(time.perf_counter() - started, 2),
                   recoveries=result.recoveries, final_loss=result.last_loss, patch=patch)
     return denoised, report
+
+
+def refine(frames: np.ndarray, network_output: np.ndarray, config: Speckle2SelfConfig,
+           progress: Optional[ProgressCallback] = None, cancel: Optional[CancelEvent] = None
+           ) -> Tuple[np.ndarray, Dict[str, float]]:
+    """The product's output from the network's: the guided average and the guard
+    (``speckle_restore.restore``), clipped to each input frame's range; with what
+    ``restore`` measured."""
+    output, measured = restore(frames, network_output, config.search_grains,
+                               config.nonlocal_strength, config.guard_factor,
+                               progress=progress, cancel=cancel)
+    return np.clip(output, *frame_ranges(frames)), measured
 
 
 @torch.inference_mode()
