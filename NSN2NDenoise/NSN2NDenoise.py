@@ -18,9 +18,10 @@ from slicer.util import VTKObservationMixin
 from typing import Annotated
 
 from NSN2NDenoiseLib.dependencies import ensureTorch
-from NSN2NDenoiseLib.logic import NSN2NDenoiseLogic, panelOptions
+from NSN2NDenoiseLib.logic import NSN2NDenoiseLogic, panel_options
 from NSN2NDenoiseLib.state import ProcessingState
 from NSN2NDenoiseLib.viewing import showBeforeAfter
+from nsn2n.options import BIAS_CORRECTION, METHODS, PRESETS, SLICE_AXES
 
 README_URL = "https://github.com/NSN2NDenoise/SlicerNSN2NDenoise#readme"
 
@@ -47,12 +48,13 @@ class NSN2NDenoise(ScriptedLoadableModule):
 class NSN2NDenoiseParameterNode:
     inputVolume: slicer.vtkMRMLScalarVolumeNode
     outputVolume: slicer.vtkMRMLScalarVolumeNode
-    method: Annotated[str, Choice(["auto", "nsn2n", "speckle2self"])] = "auto"
-    preset: Annotated[str, Choice(["fast", "balanced", "best"])] = "balanced"
+    # The options' fields share DenoiseOptions' names (NSN2NDenoiseLib.logic.panel_options).
+    method: Annotated[str, Choice(list(METHODS))] = "auto"
+    preset: Annotated[str, Choice(list(PRESETS))] = "balanced"
     seed: int = 0
-    sliceAxis: Annotated[str, Choice(["auto", "0", "1", "2"])] = "auto"
-    iterations: int = 0  # 0: the preset's
-    biasCorrection: Annotated[str, Choice(["auto", "on", "off"])] = "auto"
+    slice_axis: Annotated[str, Choice(list(SLICE_AXES))] = "auto"
+    steps: int = 0  # 0: the preset's
+    bias_correction: Annotated[str, Choice(list(BIAS_CORRECTION))] = "auto"
 
 
 class _ParameterNodeLogic(ScriptedLoadableModuleLogic):
@@ -146,21 +148,21 @@ class NSN2NDenoiseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if not ensureTorch():
             return
         p = self._parameterNode
-        options = panelOptions(p.method, p.preset, self.ui.deviceComboBox.currentData, p.seed,
-                               p.sliceAxis, p.iterations, p.biasCorrection)
+        options = panel_options(p, self.ui.deviceComboBox.currentData)
         if not self._confirmCpuTime(p, options):
             return
         with slicer.util.tryWithErrorDisplay(_("Could not start denoising."), waitCursor=True):
             self.logic.process(p.inputVolume, p.outputVolume, waitForCompletion=False,
                                progressCallback=self._onProgress, onFinished=self._onFinished,
-                               onError=self._onError, onCancelled=self._onCancelled, **options)
+                               onError=self._onError, onCancelled=self._onCancelled,
+                               options=options)
             self.processing.handle("start")
             self.ui.progressBar.show()
             self._timer.start()
         self._updateButtons()
 
     def _confirmCpuTime(self, p, options):
-        seconds = self.logic.estimateSeconds(p.inputVolume, **options)
+        seconds = self.logic.estimateSeconds(p.inputVolume, options)
         if seconds is None or seconds < 60:
             return True
         return slicer.util.confirmOkCancelDisplay(
@@ -189,7 +191,7 @@ class NSN2NDenoiseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._parameterNode.outputVolume = node
             showBeforeAfter(self._parameterNode.inputVolume, node, self.ui.opacitySlider.value)
         self.ui.statusLabel.text = _("Done in {s:.0f} s on {device}.").format(
-            s=report["total_seconds"], device=report["device"])
+            s=report.total_seconds, device=report.device)
         self._updateButtons()
 
     def _onError(self, error):
@@ -230,7 +232,7 @@ class NSN2NDenoiseTest(ScriptedLoadableModuleTest):
         import os
 
         import numpy as np
-        from nsn2n.intensity import slice_noise_sigma
+        from nsn2n.noise import slice_noise_sigma
 
         path = os.path.join(os.path.dirname(__file__), "Resources", "Samples",
                             "mni152_t1_rician5_small.nrrd")

@@ -12,30 +12,34 @@ from typing import Callable, Optional
 from .job import DenoiseJob
 from .nodes import volume_from_node, write_output
 
-# Keyword names of process() -> DenoiseOptions fields, so console users may write either.
-_OPTION_NAMES = {"sliceAxis": "slice_axis", "biasCorrection": "bias_correction",
-                 "maxMinutes": "max_minutes", "iterations": "steps"}
+# The parameter node's fields that are DenoiseOptions fields of the same name.
+PANEL_OPTIONS = ("method", "preset", "steps", "seed", "slice_axis", "bias_correction")
 
 
-def denoise_options(**options):
-    """Engine options from ``process()`` keywords (camelCase or snake_case)."""
+def panel_options(parameters, device: Optional[str]):
+    """The options the panel's parameter node holds; its spin box shows 0 as "from preset"
+    (``steps`` None)."""
+    from nsn2n.options import DenoiseOptions
+
+    values = {name: getattr(parameters, name) for name in PANEL_OPTIONS}
+    values["steps"] = values["steps"] or None
+    return DenoiseOptions(device=device or "auto", **values)
+
+
+def engine_options(options=None, **values):
+    """``options`` (a ``DenoiseOptions``) with ``values`` (its field names) replaced, or
+    built from ``values`` alone."""
+    import dataclasses
+
     from nsn2n.errors import InputError
-    from nsn2n.pipeline import DenoiseOptions
+    from nsn2n.options import DenoiseOptions
 
-    translated = {_OPTION_NAMES.get(key, key): value for key, value in options.items()}
-    unknown = set(translated) - set(DenoiseOptions.__dataclass_fields__)
+    names = {field.name for field in dataclasses.fields(DenoiseOptions)}
+    unknown = set(values) - names
     if unknown:
-        raise InputError(f"Unknown option(s): {', '.join(sorted(unknown))}.")
-    return DenoiseOptions(**translated)
-
-
-def panelOptions(method: str, preset: str, device: Optional[str], seed: int, sliceAxis: str,
-                 iterations: int, biasCorrection: str) -> dict:
-    """``process()`` options from the panel's parameter values (strings from combo boxes)."""
-    return dict(method=method, preset=preset, device=device or "auto", seed=seed,
-                slice_axis=sliceAxis if sliceAxis == "auto" else int(sliceAxis),
-                steps=iterations or None,
-                bias_correction={"auto": None, "on": True, "off": False}[biasCorrection])
+        raise InputError(f"Unknown option(s): {', '.join(sorted(unknown))}; use "
+                         + ", ".join(sorted(names)) + ".")
+    return dataclasses.replace(options, **values) if options else DenoiseOptions(**values)
 
 
 class NSN2NDenoiseLogic:
@@ -46,11 +50,15 @@ class NSN2NDenoiseLogic:
         logic = NSN2NDenoiseLogic()
         for node in slicer.util.getNodesByClass("vtkMRMLScalarVolumeNode"):
             logic.process(node, preset="fast", seed=0)
+
+    Options are the fields of ``nsn2n.options.DenoiseOptions`` (``preset``, ``device``,
+    ``seed``, ``slice_axis``, ``method``, ``bias_correction``, ``steps``,
+    ``max_minutes``, ``modality``), given as keywords or as ``options=``.
     """
 
     def __init__(self):
         self.job: Optional[DenoiseJob] = None
-        self.lastReport: Optional[dict] = None
+        self.lastReport = None  # the RunReport of the last finished run
 
     @property
     def busy(self) -> bool:
@@ -60,11 +68,9 @@ class NSN2NDenoiseLogic:
                 progressCallback: Optional[Callable] = None,
                 onFinished: Optional[Callable] = None, onError: Optional[Callable] = None,
                 onCancelled: Optional[Callable] = None,
-                cancelEvent: Optional[threading.Event] = None, **options):
-        """Denoise ``inputVolume`` into ``outputVolume`` (a new node when None).
-
-        Options are the engine's: ``preset``, ``device``, ``seed``, ``slice_axis``,
-        ``method``, ``bias_correction``, ``steps``, ``max_minutes``, ``modality``.
+                cancelEvent: Optional[threading.Event] = None, options=None, **values):
+        """Denoise ``inputVolume`` into ``outputVolume`` (a new node when None) with
+        ``options`` and/or option ``values`` (see the class docstring).
 
         With ``waitForCompletion=True`` (scripts) this blocks and returns the output node.
         With ``False`` (the panel) the voxels are copied now, training runs on a background
@@ -74,18 +80,19 @@ class NSN2NDenoiseLogic:
         Nothing is added to or changed in the scene before the result is complete.
         """
         from nsn2n.errors import InputError
-        from nsn2n.pipeline import denoise
+        from nsn2n.pipeline import denoise, validate
 
         if self.busy:
             raise RuntimeError("A denoising run is already in progress; cancel it first.")
         if outputVolume is not None and inputVolume is not None \
                 and outputVolume.GetID() == inputVolume.GetID():
             raise InputError("The output volume must differ from the input volume.")
-        engine_options = denoise_options(**options)
+        chosen = engine_options(options, **values)
+        validate(chosen)
         volume = volume_from_node(inputVolume)  # copied on the calling (main) thread
 
         def work(progress, cancel):
-            return denoise(volume, engine_options, progress, cancel)
+            return denoise(volume, chosen, progress, cancel)
 
         if waitForCompletion:
             result, report = work(progressCallback, cancelEvent)
@@ -119,15 +126,15 @@ class NSN2NDenoiseLogic:
             self.job = None
 
     @staticmethod
-    def estimateSeconds(inputVolume, **options) -> Optional[float]:
+    def estimateSeconds(inputVolume, options=None, **values) -> Optional[float]:
         """Expected run time on the CPU, or None when the run will use a GPU."""
         from nsn2n.pipeline import estimate_seconds
-        from nsn2n.training import resolve_device
+        from nsn2n.runtime import resolve_device
 
-        engine_options = denoise_options(**options)
-        if resolve_device(engine_options.device).type != "cpu":
+        chosen = engine_options(options, **values)
+        if resolve_device(chosen.device).type != "cpu":
             return None
-        return estimate_seconds(volume_from_node(inputVolume), engine_options)
+        return estimate_seconds(volume_from_node(inputVolume), chosen)
 
     @staticmethod
     def deviceChoices():

@@ -9,9 +9,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .pairs import dihedral, inverse_dihedral
-from .training import (CancelEvent, ProgressCallback, autocast_dtype, check_cancel,
-                       report_pace)
+from .runtime import (CancelEvent, ProgressCallback, autocast_dtype, check_cancel,
+                      report_pace)
+from .symmetry import dihedral, inverse_dihedral
 
 
 def tile_spans(length: int, tile: int, margin: int) -> List[Tuple[int, int, int, int]]:

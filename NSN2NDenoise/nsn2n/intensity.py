@@ -1,5 +1,5 @@
-"""Intensity handling: robust normalization with an exact inverse, modality, noise level,
-and the Rician bias correction for magnitude MRI.
+"""Intensity handling: robust normalization with an exact inverse, modality, colour to
+gray, and the Rician bias correction for magnitude MRI.
 
 Everything here is a pure function of numpy arrays.
 """
@@ -58,49 +58,14 @@ def infer_modality(array: np.ndarray, declared: Optional[str] = None) -> Optiona
     return None
 
 
-def slice_noise_sigma(array: np.ndarray, axis: int = 0) -> float:
-    """Noise standard deviation from second differences across slices.
+def to_gray(array: np.ndarray) -> np.ndarray:
+    """RGB(A) ``(..., c)`` to luma (ITU-R BT.601 weights; alpha ignored), in float64.
 
-    ``x_k - (x_{k-1} + x_{k+1}) / 2`` has variance ``1.5 sigma^2`` for noise that is
-    independent across slices, whatever its in-plane correlation (CT), so this also works
-    where in-plane estimators under-read.  Anatomy only raises the estimate; the median of
-    absolute values keeps edges from dominating it.
+    Gray ultrasound stored as RGB or palette colour (common in DICOM) has R = G = B and
+    comes back unchanged; coloured overlays (Doppler, annotations) become gray levels.
     """
-    x = np.moveaxis(array, axis, 0).astype(np.float32)
-    if x.shape[0] < 3:
-        raise ValueError("need at least 3 slices")
-    second = x[1:-1] - 0.5 * (x[:-2] + x[2:])
-    mad = float(np.median(np.abs(second - np.median(second))))
-    return mad / 0.6745 / np.sqrt(1.5)
-
-
-def rician_background_sigma(array: np.ndarray) -> Optional[float]:
-    """Rician sigma from the background of a magnitude image, or None without background.
-
-    In air the magnitude is Rayleigh distributed, and the mode of a Rayleigh law is sigma:
-    the lowest significant peak of the intensity histogram is that mode when the image has
-    a real background.  The peak is accepted only if the voxels around it have a Rayleigh
-    shape (about 12 % of those below 2 sigma lie below sigma / 2); otherwise it is dark
-    tissue and None is returned.  Exact zeros (padding, skull-stripping) are not noise and
-    are ignored.
-    """
-    values = array[array > 0].astype(np.float64).ravel()
-    if values.size < 1000:
-        return None
-    hist, edges = np.histogram(values, bins=512, range=(0.0, np.percentile(values, 90)))
-    smooth = np.convolve(hist, np.ones(9) / 9, mode="same")
-    significant = 0.1 * smooth.max()
-    peak = next((i for i in range(1, len(smooth) - 5)
-                 if smooth[i] >= significant and smooth[i] >= smooth[i - 1]
-                 and smooth[i] >= smooth[i + 1:i + 6].max()), None)
-    if peak is None:
-        return None
-    sigma = 0.5 * (edges[peak] + edges[peak + 1])
-    below_two = np.count_nonzero(values < 2 * sigma)
-    ratio = np.count_nonzero(values < 0.5 * sigma) / max(below_two, 1)
-    if below_two < 0.05 * values.size or not 0.04 <= ratio <= 0.3:
-        return None
-    return float(sigma)
+    weights = np.array([0.299, 0.587, 0.114])
+    return array[..., :3].astype(np.float64) @ weights
 
 
 def _rician_mean_table(size: int = 2048):

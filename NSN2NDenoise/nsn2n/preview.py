@@ -1,12 +1,8 @@
-"""Before/after picture: the same slices of input, output and their difference, as PNG.
-
-Written with zlib alone so the engine needs no plotting library.
-"""
+"""Before/after picture: the same slices of input, output and their difference, as PNG
+(written by SimpleITK, so the engine needs no plotting library)."""
 
 from __future__ import annotations
 
-import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -25,19 +21,11 @@ def check_png_path(path) -> Path:
 
 def write_png(path, gray: np.ndarray) -> Path:
     """Write an 8-bit grayscale image (rows, cols) as PNG."""
-    image = np.ascontiguousarray(gray, dtype=np.uint8)
-    rows = b"".join(b"\x00" + row.tobytes() for row in image)
+    import SimpleITK as sitk
 
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (struct.pack(">I", len(data)) + kind + data
-                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
-
-    header = struct.pack(">IIBBBBB", image.shape[1], image.shape[0], 8, 0, 0, 0, 0)
-    payload = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
-               + chunk(b"IDAT", zlib.compress(rows, 9)) + chunk(b"IEND", b""))
-    path = Path(path)
-    path.write_bytes(payload)
-    return path
+    image = sitk.GetImageFromArray(np.ascontiguousarray(gray, dtype=np.uint8))
+    sitk.WriteImage(image, str(path))
+    return Path(path)
 
 
 def montage(before: np.ndarray, after: np.ndarray, slice_axis: int = 0,

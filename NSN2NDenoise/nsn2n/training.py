@@ -1,5 +1,5 @@
-"""The training loop shared by every method: budget, schedule, tail averaging, progress,
-cancel.
+"""The training loop shared by every method: budget, schedule, tail averaging, divergence
+guard.
 
 A method supplies ``batch_loss(step, fraction)``, the loss of one freshly drawn batch at
 that fraction of the budget; this module owns everything around it.  Nothing here is
@@ -16,86 +16,14 @@ import logging
 import math
 import statistics
 import time
-from typing import Callable, Optional, Protocol, Tuple
+from typing import Callable, Optional, Tuple
 
 import torch
+from torch.optim.swa_utils import AveragedModel
 
-from .errors import Cancelled, InputError
+from .runtime import CancelEvent, Progress, ProgressCallback, check_cancel
 
 log = logging.getLogger(__name__)
-
-
-class CancelEvent(Protocol):
-    def is_set(self) -> bool: ...
-
-
-@dataclasses.dataclass(frozen=True)
-class Progress:
-    """What a progress callback receives; ``remaining`` is an estimate in seconds."""
-
-    phase: str  # "prepare", "train", "predict", "refine" (the Wiener stage)
-    step: int
-    total: int
-    loss: float
-    elapsed: float
-    remaining: float
-
-
-ProgressCallback = Callable[[Progress], None]
-
-
-def report_pace(progress: Optional[ProgressCallback], phase: str, done: int, total: int,
-                started: float) -> None:
-    """Report ``done`` of ``total`` items since ``started`` (``time.perf_counter()``), the
-    time left extrapolated from the pace so far (unknown before the first item)."""
-    if progress is None:
-        return
-    elapsed = time.perf_counter() - started
-    remaining = elapsed * (total - done) / done if done > 0 else float("nan")
-    progress(Progress(phase, done, total, float("nan"), elapsed, remaining))
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    """``auto`` picks CUDA, then Apple MPS, then the CPU; a named device must exist."""
-    name = (name or "auto").lower()
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        mps = getattr(torch.backends, "mps", None)
-        if mps is not None and mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError("device 'cuda' requested but no CUDA GPU is available")
-    if name == "mps" and not (getattr(torch.backends, "mps", None)
-                              and torch.backends.mps.is_available()):
-        raise InputError("device 'mps' requested but Apple MPS is not available")
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        raise InputError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps") from None
-
-
-def autocast_dtype(device: torch.device) -> Optional[torch.dtype]:
-    """bfloat16 where the hardware runs it natively, else full precision.
-
-    On CPUs with AVX512-BF16/AMX, bf16 autocast made a training step about 5x faster than
-    fp32 at this network size (shared/research/benchmark-data.md section 7); on CPUs
-    without it bf16 is emulated and slower, so those stay in fp32.
-    """
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
-    if device.type == "cpu":
-        try:
-            return torch.bfloat16 if torch.ops.mkldnn._is_mkldnn_bf16_supported() else None
-        except (AttributeError, RuntimeError):
-            return None
-    return None
-
-
-def check_cancel(cancel: Optional[CancelEvent]) -> None:
-    if cancel is not None and cancel.is_set():
-        raise Cancelled("cancelled")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,6 +50,14 @@ class Schedule:
             return self.peak_lr * (0.1 + 0.9 * fraction / self.warmup)
         cosine = 0.5 * (1 + math.cos(math.pi * (fraction - self.warmup) / (1 - self.warmup)))
         return self.peak_lr * (self.final_ratio + (1 - self.final_ratio) * cosine)
+
+
+def _running_mean(mean: torch.Tensor, current: torch.Tensor, count: torch.Tensor
+                  ) -> torch.Tensor:
+    """The uniform running mean as ``lerp``: AveragedModel's default (a fused ``foreach``
+    lerp) rounds differently in the last bit, and the outputs of a seeded run are kept
+    bit-identical to those made before AveragedModel was used."""
+    return mean.lerp(current, 1.0 / (int(count) + 1))
 
 
 @dataclasses.dataclass
@@ -165,7 +101,7 @@ def train(model: torch.nn.Module, batch_loss: Callable[[int, float], torch.Tenso
     """
     optimizer = torch.optim.Adam(model.parameters(), lr=schedule.peak_lr, betas=betas)
     snapshot, candidate = copy.deepcopy(model.state_dict()), None
-    averaged, averaged_count = copy.deepcopy(model).requires_grad_(False), 0
+    averaged = AveragedModel(model, avg_fn=_running_mean).requires_grad_(False)
     lr_scale, recoveries, loss_value = 1.0, 0, float("nan")
     recent: collections.deque = collections.deque(maxlen=100)
     started = time.perf_counter()
@@ -192,8 +128,8 @@ def train(model: torch.nn.Module, batch_loss: Callable[[int, float], torch.Tenso
             model.load_state_dict(snapshot)
             if recoveries > max_recoveries:  # keep the last healthy weights, stop early
                 log.warning("training kept diverging; stopped after %d steps", step)
-                averaged.load_state_dict(snapshot)
-                averaged_count = max(averaged_count, 1)
+                averaged.module.load_state_dict(snapshot)
+                averaged.n_averaged.clamp_(min=1)
                 break
             optimizer = torch.optim.Adam(model.parameters(), lr=schedule.peak_lr, betas=betas)
             lr_scale *= 0.5
@@ -211,15 +147,12 @@ def train(model: torch.nn.Module, batch_loss: Callable[[int, float], torch.Tenso
         elapsed = time.perf_counter() - started
         done = schedule.fraction(step, elapsed)
         if done >= 1.0 - average_tail:
-            averaged_count += 1
-            with torch.no_grad():
-                for mean, current in zip(averaged.parameters(), model.parameters()):
-                    mean.lerp_(current, 1.0 / averaged_count)
+            averaged.update_parameters(model)
         loss_value = value
         if progress is not None:
             remaining = elapsed * (1 - done) / done if done > 0 else float("nan")
             progress(Progress("train", step, schedule.steps, loss_value, elapsed, remaining))
-    if averaged_count == 0:  # budget ended before the tail began (e.g. a single step)
-        averaged.load_state_dict(model.state_dict())
-    return TrainResult(model.eval(), averaged.eval(), step, loss_value,
+    if int(averaged.n_averaged) == 0:  # budget ended before the tail began (a single step)
+        averaged.module.load_state_dict(model.state_dict())
+    return TrainResult(model.eval(), averaged.module.eval(), step, loss_value,
                        time.perf_counter() - started, recoveries)

@@ -18,7 +18,7 @@ import shutil
 import struct
 import tempfile
 from pathlib import Path
-from typing import Optional, Tuple
+from typing import Optional, Tuple, Union
 
 import numpy as np
 
@@ -185,6 +185,26 @@ def require_volume(volume: Volume, name: str = "volume") -> None:
     if max(shape) < MIN_SLICES:
         raise InputError(f"{name} has shape {shape}; a volume of at least {MIN_SLICES} "
                          "slices is needed")
+
+
+def resolve_slice_axis(geometry: Geometry, requested: Union[str, int] = "auto",
+                       shape: Optional[Tuple[int, ...]] = None) -> int:
+    """Array axis (0, 1, 2 of the ``(k, j, i)`` array) that runs across slices.
+
+    By default the axis with the largest spacing: the through-plane axis of a typical
+    acquisition, whose neighbouring slices have independent noise.  Ties (isotropic
+    voxels, ultrasound cines stored with unit spacing) go to array axis 0, the file's
+    slice or frame order; a single image's one slice (when ``shape`` is given) is always
+    its own axis.
+    """
+    if requested != "auto":
+        return int(requested)
+    if shape is not None and 1 in shape:
+        return list(shape).index(1)
+    spacing_by_array_axis = list(reversed(geometry.spacing))  # ITK is (i, j, k)
+    largest = max(spacing_by_array_axis)
+    return next(axis for axis, s in enumerate(spacing_by_array_axis)
+                if np.isclose(s, largest, rtol=1e-3))
 
 
 _NIFTI_FLOAT = {16: "f4", 64: "f8"}

@@ -1,1 +1,0 @@
-"""Benchmark: data recipes with clean references, classical baselines, and the runner."""

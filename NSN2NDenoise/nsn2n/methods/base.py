@@ -1,0 +1,83 @@
+"""What every denoising method provides (:class:`Method`) and what a run reports
+(:class:`RunReport`).
+
+The pipeline knows methods only through this protocol: it picks one from the registry
+(``methods/__init__.py``), builds its config from the user's options, and hands it the
+volume.  Everything specific to a method, from how it turns a volume into the stack it
+trains on to how it turns the result back, lives in the method's own folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Dict, Mapping, Optional, Protocol, Tuple, Type, Union
+
+import numpy as np
+
+from ..options import DenoiseOptions
+from ..runtime import CancelEvent, ProgressCallback
+from ..volume import Volume
+
+
+@dataclasses.dataclass(frozen=True)
+class RunReport:
+    """What one run did; every method extends it with what it measured.
+
+    The first fields come from training; the last four are filled in when the run is
+    placed in its volume (slice axis, modality) and its options (preset, seed).
+    """
+
+    method: str
+    device: str
+    steps: int
+    train_seconds: float
+    total_seconds: float
+    recoveries: int  # divergence recoveries of the training loop (training.py)
+    final_loss: float
+    slice_axis: Optional[int] = None
+    modality: Optional[str] = None
+    preset: Optional[str] = None
+    seed: Optional[int] = None
+
+    def to_dict(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def summary(self) -> str:
+        """What the user should know beyond steps and time, as a clause (or empty)."""
+        return ""
+
+
+class Method(Protocol):
+    """A denoising method: its config, presets, the volume it accepts, a time estimate."""
+
+    name: str  # one of options.METHODS
+    config_class: Type
+    presets: Mapping[str, Mapping[str, Any]]  # keys: options.PRESETS
+    default_for: Tuple[str, ...]  # modalities for which ``auto`` picks this method
+
+    def config(self, preset: str, **overrides: Any) -> Any:
+        """The config of ``preset`` with the non-None ``overrides``; ValueError if invalid."""
+
+    def slice_axis(self, volume: Volume, requested: Union[str, int]) -> int:
+        """The array axis the method treats as slices or frames."""
+
+    def denoise(self, volume: Volume, config: Any, options: DenoiseOptions,
+                modality: Optional[str], progress: Optional[ProgressCallback] = None,
+                cancel: Optional[CancelEvent] = None,
+                reference: Optional[np.ndarray] = None) -> Tuple[Volume, RunReport]:
+        """The denoised volume (same geometry and pixel type) and the run's report.
+        ``reference`` is a clean array for the benchmark's supervised bound; a method
+        without one raises ValueError."""
+
+    def estimate_seconds(self, shape: Tuple[int, int, int], config: Any) -> float:
+        """Expected wall time on this machine for a stack of ``shape`` (slice axis first)."""
+
+
+def preset_config(config_class, presets: Mapping[str, Mapping[str, Any]], preset: str,
+                  overrides: Mapping[str, Any]):
+    """``config_class`` built from ``presets[preset]`` with the non-None ``overrides``."""
+    if preset not in presets:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(presets)}")
+    values = dict(presets[preset])
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return config_class(**values)

@@ -1,0 +1,85 @@
+"""What a user can choose, as one frozen, validated value; torch-free.
+
+The command line, the Slicer panel (whose parameter node uses the same field names) and
+scripts all build a :class:`DenoiseOptions`; the pipeline turns it into a method's config.
+Importing this module imports neither torch nor anything heavy, so the Slicer module can
+offer the choices before torch is installed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Optional, Union
+
+from .errors import InputError
+
+METHODS = ("auto", "nsn2n", "speckle2self")
+PRESETS = ("fast", "balanced", "best")
+MODALITIES = ("CT", "MR", "US")
+SLICE_AXES = ("auto", "0", "1", "2")
+BIAS_CORRECTION = {"auto": None, "on": True, "off": False}
+_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+@dataclasses.dataclass(frozen=True)
+class DenoiseOptions:
+    """``None`` (and ``"auto"``) mean "decide from the data".
+
+    ``slice_axis`` also takes the strings ``"0"``..``"2"`` and ``bias_correction`` the
+    words ``"auto"``, ``"on"``, ``"off"`` (what a combo box or a command line gives); they
+    are stored as ``int`` and ``Optional[bool]``.
+    """
+
+    method: str = "auto"
+    preset: str = "balanced"
+    steps: Optional[int] = None  # training steps; None: the preset's
+    max_minutes: Optional[float] = None  # a cap on training time
+    seed: int = 0
+    device: str = "auto"
+    slice_axis: Union[str, int] = "auto"
+    modality: Optional[str] = None
+    bias_correction: Optional[bool] = None
+
+    def __post_init__(self):
+        axis = self.slice_axis
+        if isinstance(axis, str) and axis in SLICE_AXES[1:]:
+            axis = int(axis)
+        if axis not in ("auto", 0, 1, 2) or isinstance(axis, bool):
+            raise InputError(f"slice axis must be auto, 0, 1 or 2, not {self.slice_axis!r}")
+        object.__setattr__(self, "slice_axis", axis)
+        bias = self.bias_correction
+        if isinstance(bias, str):
+            if bias not in BIAS_CORRECTION:
+                raise InputError(f"bias correction must be auto, on or off, not {bias!r}")
+            object.__setattr__(self, "bias_correction", BIAS_CORRECTION[bias])
+        elif bias not in (None, True, False):
+            raise InputError(f"bias correction must be auto, on or off, not {bias!r}")
+        checks = [
+            (self.method in METHODS, f"unknown method {self.method!r}; choose one of "
+             + ", ".join(METHODS)),
+            (self.preset in PRESETS, f"unknown preset {self.preset!r}; choose one of "
+             + ", ".join(PRESETS)),
+            (self.steps is None or (_is_int(self.steps) and self.steps >= 1),
+             f"steps must be a whole number >= 1, not {self.steps!r}"),
+            (self.max_minutes is None or (isinstance(self.max_minutes, (int, float))
+                                          and self.max_minutes > 0),
+             f"max minutes must be > 0, not {self.max_minutes!r}"),
+            (_is_int(self.seed) and self.seed >= 0,
+             f"seed must be a whole number >= 0, not {self.seed!r}"),
+            (isinstance(self.device, str) and bool(_DEVICE.match(self.device.lower())),
+             f"unknown device {self.device!r}; use auto, cpu, cuda, cuda:N or mps"),
+            (self.modality is None or str(self.modality).upper() in MODALITIES + ("MRI",),
+             f"unknown modality {self.modality!r}; use one of " + ", ".join(MODALITIES)),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise InputError(message)
+
+    @property
+    def max_seconds(self) -> Optional[float]:
+        return None if self.max_minutes is None else 60.0 * self.max_minutes
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)

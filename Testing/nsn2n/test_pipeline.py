@@ -1,0 +1,142 @@
+import numpy as np
+import pytest
+
+from nsn2n.errors import InputError
+from nsn2n.methods.nsn2n.method import rician_sigma_for
+from nsn2n.options import DenoiseOptions
+from nsn2n.pipeline import denoise, estimate_seconds, method_for
+from nsn2n.volume import Geometry, Volume, resolve_slice_axis
+from Testing.simulators.volumes import add_rician
+
+FAST = dict(steps=40)
+
+
+def test_slice_axis_is_the_largest_spacing_and_overridable():
+    # ITK spacing is (i, j, k); array axes are (k, j, i)
+    assert resolve_slice_axis(Geometry.identity((0.5, 0.5, 3.0))) == 0
+    assert resolve_slice_axis(Geometry.identity((3.0, 0.5, 0.5))) == 2
+    assert resolve_slice_axis(Geometry.identity((0.5, 4.0, 0.5))) == 1
+    assert resolve_slice_axis(Geometry.identity((1.0, 1.0, 1.0))) == 0
+    assert resolve_slice_axis(Geometry.identity((0.5, 0.5, 3.0)), 2) == 2
+
+
+def ct_like(phantom, seed=0):
+    rng = np.random.default_rng(seed)
+    hu = phantom * 1200 - 1000 + rng.normal(0, 40, phantom.shape)
+    return np.rint(hu).astype(np.int16)
+
+
+@pytest.mark.parametrize("axis", [0, 1, 2])
+def test_any_slice_axis_keeps_shape_type_and_geometry(phantom, axis):
+    array = np.moveaxis(ct_like(phantom), 0, axis)  # slices run along `axis`
+    spacing = [0.8, 0.8, 0.8]
+    spacing[2 - axis] = 2.5
+    geometry = Geometry(tuple(spacing), (1.0, 2.0, 3.0), (0, 1, 0, -1, 0, 0, 0, 0, 1))
+    result, report = denoise(Volume(array, geometry), DenoiseOptions(**FAST))
+    assert report.slice_axis == axis and report.modality == "CT"
+    assert result.array.shape == array.shape and result.array.dtype == np.int16
+    assert result.geometry == geometry
+    assert not report.bias_correction
+
+
+def test_mri_gets_rician_correction_and_darker_background(phantom):
+    clean = np.zeros((8, 48, 48), np.float32)
+    clean[:, 12:36, 12:36] = 0.3 + 0.5 * phantom[:, :24, :24]
+    noisy = add_rician(clean, 0.05, seed=0) * 1000
+    raw, _ = denoise(Volume(noisy, Geometry.identity()),
+                     DenoiseOptions(bias_correction=False, **FAST))
+    corrected, report = denoise(Volume(noisy, Geometry.identity()), DenoiseOptions(**FAST))
+    assert report.modality == "MR" and report.bias_correction
+    assert report.rician_sigma == pytest.approx(50, rel=0.2)
+    air = clean == 0
+    # 40 steps leave the air noisy; the correction still pulls its floor well down
+    assert corrected.array[air].mean() < 0.75 * raw.array[air].mean()
+
+
+def test_same_seed_same_output(phantom):
+    volume = Volume(ct_like(phantom), Geometry.identity())
+    a, _ = denoise(volume, DenoiseOptions(steps=10, seed=3))
+    b, _ = denoise(volume, DenoiseOptions(steps=10, seed=3))
+    assert np.array_equal(a.array, b.array)
+
+
+def test_input_array_is_not_modified(phantom):
+    array = ct_like(phantom)
+    before = array.copy()
+    denoise(Volume(array, Geometry.identity()), DenoiseOptions(steps=3))
+    assert np.array_equal(array, before)
+
+
+def test_bad_volumes_are_input_errors():
+    with pytest.raises(InputError, match="at least 3"):
+        denoise(Volume(np.random.rand(2, 16, 16), Geometry.identity((1, 1, 5))))
+    with pytest.raises(InputError, match="constant"):
+        denoise(Volume(np.zeros((4, 16, 16)), Geometry.identity()))
+    with pytest.raises(InputError, match="negative"):
+        denoise(Volume(np.random.randn(4, 16, 16), Geometry.identity()),
+                DenoiseOptions(bias_correction=True))
+
+
+def test_rician_correction_only_where_a_rayleigh_background_is_seen():
+    rng = np.random.default_rng(0)
+    tight_crop = rng.uniform(500, 1000, (6, 32, 32))  # MR tissue only, no air
+    assert rician_sigma_for(tight_crop, "MR", None) is None
+    assert rician_sigma_for(tight_crop, "MR", True) > 0  # forced: cross-slice estimate
+    assert rician_sigma_for(tight_crop, "CT", None) is None
+    assert rician_sigma_for(tight_crop, "MR", False) is None
+    with_air = np.zeros((6, 64, 64))
+    with_air[:, 16:48, 16:48] = 0.8
+    noisy = add_rician(with_air, 0.05, seed=0)
+    assert rician_sigma_for(noisy, "MR", None) == pytest.approx(0.05, rel=0.15)
+    signed = rng.normal(0, 1, (6, 16, 16))
+    assert rician_sigma_for(signed, "MR", None) is None
+
+
+SPECKLE_FAST = dict(steps=2)
+
+
+def test_auto_picks_speckle2self_for_ultrasound_only():
+    def picked(volume, options=DenoiseOptions()):
+        return method_for(volume, options).name
+
+    array = np.random.default_rng(0).random((3, 16, 16)).astype(np.float32)
+    us = Volume(array, Geometry.identity(), "US")
+    assert picked(us) == "speckle2self"
+    assert picked(Volume(array, Geometry.identity(), "MR")) == "nsn2n"
+    assert picked(Volume(array, Geometry.identity())) == "nsn2n"
+    assert picked(Volume(array, Geometry.identity()), DenoiseOptions(modality="US")) == \
+        "speckle2self"
+    assert picked(us, DenoiseOptions(method="nsn2n")) == "nsn2n"
+
+
+def test_rgb_ultrasound_cine_becomes_gray_with_geometry_and_type_kept(caplog):
+    rng = np.random.default_rng(0)
+    gray = rng.integers(0, 200, (3, 21, 34)).astype(np.uint8)
+    rgb = np.repeat(gray[..., None], 3, axis=-1)
+    rgb[0, :4, :4] = (255, 0, 0)  # a coloured annotation
+    geometry = Geometry((0.2, 0.3, 1.0), (1.0, 2.0, 3.0), (1, 0, 0, 0, 1, 0, 0, 0, 1))
+    with caplog.at_level("WARNING"):
+        result, report = denoise(Volume(rgb, geometry, "US"),
+                                 DenoiseOptions(method="speckle2self", **SPECKLE_FAST))
+    assert "converted to gray" in caplog.text
+    assert report.method == "speckle2self" and report.converted_to_gray
+    assert result.array.shape == gray.shape and result.array.dtype == np.uint8
+    assert result.geometry == geometry and result.components == 1
+    assert report.slice_axis == 0
+
+
+def test_single_2d_image_and_explicit_method():
+    image = np.random.default_rng(0).random((1, 30, 40)).astype(np.float32) * 5 - 1
+    volume = Volume(image, Geometry.identity((1.5, 1.5, 1.0)), dimension=2)
+    result, report = denoise(volume, DenoiseOptions(method="speckle2self", **SPECKLE_FAST))
+    assert report.slice_axis == 0 and result.dimension == 2
+    assert result.array.shape == image.shape
+    assert image.min() - 1e-5 <= result.array.min() and result.array.max() <= image.max() + 1e-5
+    with pytest.raises(InputError, match="2-D"):
+        denoise(volume, DenoiseOptions(method="nsn2n", **SPECKLE_FAST))
+
+
+def test_estimate_follows_the_method():
+    volume = Volume(np.random.default_rng(0).random((2, 32, 32)).astype(np.float32),
+                    Geometry.identity(), "US")
+    assert estimate_seconds(volume, DenoiseOptions(method="speckle2self", steps=5)) > 0

@@ -1,0 +1,88 @@
+"""``python -m benchmarks SUBCOMMAND``: see ``benchmarks/__init__.py``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import List, Optional
+
+from .report import DOCS
+
+EPILOG = """examples:
+  python -m benchmarks synthetic --presets fast,balanced --docs docs/benchmarks.md
+  python -m benchmarks synthetic --cases mri5 --no-bm4d --presets fast
+  python -m benchmarks ablation           # what each addition to the paper is worth
+  python -m benchmarks low-noise          # nearly clean volumes: never worse than the input
+  python -m benchmarks loss-terms         # balanced with and without L_RC + L_IC, 3 seeds
+  python -m benchmarks memory             # peak memory for a 512x512x300 int16 CT
+  python -m benchmarks merge a/synthetic.json b/synthetic.json --docs docs/benchmarks.md
+  python -m benchmarks ultrasound         # Speckle2Self, simulated speckle and real files
+  python -m benchmarks pretrain-speckle2self FILE   # remake the shipped weights
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="kind", required=True)
+
+    def command(name: str, help_text: str, docs: bool = True) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.add_argument("--out", default="bench-out", help="folder for tables and pictures")
+        sub.add_argument("--seed", type=int, default=0)
+        if docs:
+            sub.add_argument("--docs", nargs="?", const=str(DOCS),
+                             help=f"write the table into this file's section (default {DOCS})")
+        return sub
+
+    for name, help_text in (
+            ("synthetic", "every method on simulated MRI (Rician) and CT (FBP) volumes"),
+            ("ablation", "each addition to the paper's recipe, at equal training time"),
+            ("low-noise", "nearly clean volumes: is the output better than the input?"),
+            ("loss-terms", "balanced with and without L_RC + L_IC over several seeds")):
+        sub = command(name, help_text)
+        sub.add_argument("--cases", help="comma-separated: mri1, mri5, mri10, ct1e4, ct5e3, "
+                         "ct1e6 (default: the kind's own)")
+        sub.add_argument("--presets", default="fast,balanced,best")
+        sub.add_argument("--no-bm4d", action="store_true", help="skip BM4D (slow)")
+        sub.add_argument("--learned-only", action="store_true",
+                         help="skip the classical filters (rows from an earlier run)")
+        sub.add_argument("--seconds", type=float, default=60.0,
+                         help="training time of each ablation row")
+        sub.add_argument("--seeds", default="0,1,2", help="seeds of loss-terms")
+    merge = command("merge", "one table from several synthetic runs (later rows win)")
+    merge.add_argument("files", nargs="+", metavar="JSON")
+    command("memory", "peak memory for a 512x512x300 int16 CT (in a child process)",
+            docs=False)
+    ultrasound = command("ultrasound", "Speckle2Self on simulated speckle and real files")
+    ultrasound.add_argument("--cases", default="us-fine,us-coarse")
+    ultrasound.add_argument("--preset", default="balanced")
+    ultrasound.add_argument("--no-bm3d", action="store_true", help="skip BM3D")
+    ultrasound.add_argument("--from-scratch", action="store_true",
+                            help="add Speckle2Self trained without pretraining")
+    ultrasound.add_argument("--no-real", action="store_true",
+                            help="skip the real pydicom-data files")
+    pretrain = command("pretrain-speckle2self", "remake the shipped Speckle2Self weights "
+                       "(self-supervised, on random simulated speckle)", docs=False)
+    pretrain.add_argument("file")
+    pretrain.add_argument("--steps", type=int, default=3000)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.kind in ("synthetic", "ablation", "low-noise", "loss-terms"):
+        from .synthetic import run
+    elif args.kind == "merge":
+        from .synthetic import merge as run
+    elif args.kind == "memory":
+        from .synthetic import memory as run
+    elif args.kind == "ultrasound":
+        from .ultrasound import run
+    else:
+        from .pretrain import run
+    return run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
