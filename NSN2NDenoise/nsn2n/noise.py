@@ -17,12 +17,34 @@ import torch
 from .filters import dct_basis, split_bands
 
 
+# The median of |x| for Gaussian x is 0.6745 standard deviations (the normal's 75th
+# percentile).
+MEDIAN_ABS_PER_STD = 0.6745
+
+
+def robust_std(values: torch.Tensor, dim: Optional[int] = None, centre: bool = False):
+    """Standard deviation of Gaussian ``values`` from their median absolute value, or about
+    their median with ``centre``: edges, anatomy and outliers are the minority, so they
+    barely move it.  The one robust spread estimate of the engine.  A float, or a tensor
+    of them along ``dim``; 0 for no values."""
+    if dim is not None:
+        if centre:
+            values = values - values.median(dim, keepdim=True).values
+        return values.abs().median(dim).values / MEDIAN_ABS_PER_STD
+    values = values.reshape(-1)
+    if values.numel() == 0:
+        return 0.0
+    if centre:
+        values = values - values.median()
+    return float(values.abs().median()) / MEDIAN_ABS_PER_STD
+
+
 def half_normal_std(residuals: torch.Tensor, samples: int = 1_000_000) -> float:
     """Std of |residual| treated as half-normal, from its median (anatomy is the minority)."""
     flat = residuals.reshape(-1)
     if flat.numel() > samples:  # a strided subsample is plenty for a median
         flat = flat[:: flat.numel() // samples]
-    return float(flat.median()) / 0.6745
+    return robust_std(flat)
 
 
 def second_differences(noisy: np.ndarray, chunk: int = 32) -> Iterator[torch.Tensor]:
@@ -51,8 +73,7 @@ def band_noise_std(noisy: np.ndarray, scales: Sequence[float], chunk: int = 32,
         for store, band in zip(values, split_bands(difference, scales)):
             live = band[changes].abs()
             store.append(live[:: max(1, live.numel() // per_chunk)])
-    return [float(torch.cat(store).median()) / 0.6745 / np.sqrt(6.0) if store else 0.0
-            for store in values]
+    return [robust_std(torch.cat(store)) / np.sqrt(6.0) if store else 0.0 for store in values]
 
 
 def coefficient_noise_variance(noisy: np.ndarray, patch: Tuple[int, int, int],
@@ -79,7 +100,7 @@ def coefficient_noise_variance(noisy: np.ndarray, patch: Tuple[int, int, int],
     if not kept:
         return torch.zeros(patch)
     coefficients = torch.einsum("by,cx,nyx->nbc", cy, cx, torch.cat(kept))
-    variance = (coefficients.abs().median(0).values / 0.6745) ** 2 / 6.0
+    variance = robust_std(coefficients, dim=0) ** 2 / 6.0
     return variance.expand(patch).contiguous()
 
 
@@ -91,12 +112,11 @@ def slice_noise_sigma(array: np.ndarray, axis: int = 0) -> float:
     where in-plane estimators under-read.  Anatomy only raises the estimate; the median of
     absolute values keeps edges from dominating it.
     """
-    x = np.moveaxis(array, axis, 0).astype(np.float32)
+    x = torch.from_numpy(np.moveaxis(array, axis, 0).astype(np.float32))
     if x.shape[0] < 3:
         raise ValueError("need at least 3 slices")
     second = x[1:-1] - 0.5 * (x[:-2] + x[2:])
-    mad = float(np.median(np.abs(second - np.median(second))))
-    return mad / 0.6745 / np.sqrt(1.5)
+    return robust_std(second, centre=True) / np.sqrt(1.5)
 
 
 def rician_background_sigma(array: np.ndarray) -> Optional[float]:

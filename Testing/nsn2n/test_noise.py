@@ -4,7 +4,7 @@ import torch
 
 from nsn2n.filters import split_bands
 from nsn2n.noise import (band_noise_std, coefficient_noise_variance, rician_background_sigma,
-                         slice_noise_sigma)
+                         robust_std, slice_noise_sigma)
 from nsn2n.refine.guard import BAND_SCALES, residual_guard
 from Testing.helpers import white_noise
 from Testing.simulators.volumes import add_rician
@@ -80,3 +80,15 @@ def test_rician_background_sigma(sigma):
 def test_no_background_gives_none():
     rng = np.random.default_rng(0)
     assert rician_background_sigma(rng.uniform(0.5, 1.0, (10, 32, 32))) is None
+
+
+def test_robust_std_reads_gaussian_noise_and_ignores_a_minority_of_outliers():
+    noise = torch.from_numpy(white_noise(2.0, (200_000,)))
+    assert robust_std(noise) == pytest.approx(2.0, rel=0.02)
+    noise[:20_000] = 1e6  # 10 % outliers (edges, anatomy) barely move it
+    assert robust_std(noise) < 2.6
+    shifted = torch.from_numpy(white_noise(2.0, (200_000,))) + 50.0
+    assert robust_std(shifted, centre=True) == pytest.approx(2.0, rel=0.02)
+    columns = torch.from_numpy(white_noise(1.0, (50_000, 3))) * torch.tensor([1.0, 2.0, 4.0])
+    assert robust_std(columns, dim=0).tolist() == pytest.approx([1.0, 2.0, 4.0], rel=0.03)
+    assert robust_std(torch.zeros(0)) == 0.0

@@ -26,7 +26,7 @@ NS-N2N (``refine/nonlocal_means.py``):
 2. Residual guard (``refine/guard.py``, the local Wiener gain NS-N2N uses): in bands
    split at 1 and 3 grains, the part of the residual whose local energy (window: 2 grains)
    exceeds ``factor`` (2) times the speckle's goes back into the output.  The speckle level
-   of each band is the median absolute band value of the input / 0.6745 over tissue
+   of each band is the robust spread (``noise.robust_std``) of the input's band over tissue
    (:func:`tissue`): speckle covers the tissue, anatomy edges are the minority.  Frames of
    a cine are not independent noise draws (static tissue keeps its speckle), so NS-N2N's
    estimate from differences across slices does not apply.  It brings back overlay text
@@ -47,6 +47,7 @@ import numpy as np
 import torch
 
 from ...filters import gaussian_lowpass, split_bands
+from ...noise import robust_std
 from ...refine.guard import residual_guard
 from ...refine.nonlocal_means import guided_nonlocal_means
 from ...runtime import CancelEvent, ProgressCallback, check_cancel
@@ -93,7 +94,7 @@ def speckle_grain(frames: np.ndarray) -> float:
     # it tiny and clip the speckle itself.
     magnitude = detail.abs()
     live = magnitude[magnitude > 0]
-    spread = float(live.median()) / 0.6745 if live.numel() else 0.0
+    spread = robust_std(live)
     detail = detail.clamp(-3 * spread, 3 * spread)
     power = torch.fft.rfft2(detail).abs().square()
     correlation = torch.fft.irfft2(power, s=detail.shape[-2:]).sum(0).double().numpy()
@@ -136,18 +137,15 @@ def speckle_variance(frames: np.ndarray, guide: np.ndarray, samples: int = 1_000
     step = max(1, frames.size // samples)
     live = tissue(frames, guide).reshape(-1)[::step]
     residual = (frames.astype(np.float64) - guide).reshape(-1)[::step][live]
-    if residual.size == 0:
-        return 0.0
-    return float((1.4826 * np.median(np.abs(residual - np.median(residual)))) ** 2)
+    return robust_std(torch.from_numpy(residual), centre=True) ** 2
 
 
 def speckle_band_std(frames: np.ndarray, scales: Sequence[float],
                      where: Optional[np.ndarray] = None, samples: int = 1_000_000
                      ) -> List[float]:
-    """Speckle standard deviation in each band of ``split_bands(frames, scales)``: the
-    median absolute band value / 0.6745, the Gaussian-noise estimate
-    ``noise.band_noise_std`` also uses (anatomy edges are the minority), over the pixels
-    ``where`` is true (default: all)."""
+    """Speckle standard deviation in each band of ``split_bands(frames, scales)``
+    (``noise.robust_std``: anatomy edges are the minority), over the pixels ``where`` is
+    true (default: all)."""
     step = max(1, frames.size // samples)
     values: List[List[torch.Tensor]] = [[] for _ in range(len(scales) + 1)]
     for index in range(frames.shape[0]):
@@ -156,8 +154,7 @@ def speckle_band_std(frames: np.ndarray, scales: Sequence[float],
                 else torch.from_numpy(np.ascontiguousarray(where[index])).reshape(-1))
         for store, band in zip(values, split_bands(frame, scales)):
             store.append(band.abs().reshape(-1)[keep][::step])
-    medians = [torch.cat(store) for store in values]
-    return [float(m.median()) / 0.6745 if m.numel() else 0.0 for m in medians]
+    return [robust_std(torch.cat(store)) for store in values]
 
 
 def restore(frames: np.ndarray, denoised: np.ndarray, search_grains: float = SEARCH_GRAINS,
