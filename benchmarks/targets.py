@@ -1,7 +1,7 @@
 """Issue 2's targets, judged from the rows of a benchmark table (one run, or several
 merged by `python -m benchmarks merge`).
 
-Computed, not written by hand: the verdicts in the README come from the same numbers as
+Computed, not written by hand: the verdicts in docs/benchmarks.md come from the same numbers as
 the table above them, so they cannot drift apart when the benchmark is re-run.
 """
 

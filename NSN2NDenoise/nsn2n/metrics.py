@@ -1,4 +1,4 @@
-"""Image quality metrics with the project's conventions (benchmark-data.md section 4).
+"""Image quality metrics with the project's conventions (docs/benchmarks.md, "Data").
 
 PSNR and SSIM use data range = clean max - clean min; "inside" figures restrict PSNR to
 a head or body mask.  SSIM is 3-D (scikit-image, part of the ``bench`` extra).

@@ -15,8 +15,8 @@ only voxels whose guide patches are practically identical are averaged.  Measure
 `balanced` outputs (2026-11-23, inside the head/body mask, MRI 5 % / 10 %, CT 1e4 / 5e3):
 the Wiener stage alone 35.10 / 31.52 / 39.01 / 37.30 dB, this stage alone 34.37 / 31.79 /
 42.05 / 40.56, the mean of both (the product) 35.64 / 32.28 / 41.21 / 39.55.  The search
-radius and the strength were chosen on those four cases (README, "Guided non-local
-means"); ``python -m benchmarks ablation`` measures the stage as shipped.
+radius and the strength were chosen on those four cases (docs/nsn2n.md, "Guided
+non-local means"); ``python -m benchmarks ablation`` measures the stage as shipped.
 """
 
 from __future__ import annotations

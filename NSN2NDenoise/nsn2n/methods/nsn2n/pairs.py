@@ -42,7 +42,7 @@ def pair_weights(slices: torch.Tensor, tau: float, lowpass_sigma: float,
     change below 3 % of the range into the targets, and on a nearly clean volume those
     changes outweigh the noise (measured at 600 steps, inside the body: CT at 1e6 photons
     44.5 dB with the fixed tau, 49.2 dB with the cap, 47.9 dB for the input; MRI at 1 %
-    in README "Nearly clean volumes").  At the benchmark's noise levels the floor is
+    in docs/benchmarks.md, "Nearly clean volumes").  At the benchmark's noise levels the floor is
     within a factor of two of 0.03, so the cap does not change tau there.  Works in
     chunks of slices so a 512x512x300 CT stays in memory bounds.
     """

@@ -3,7 +3,7 @@ noisy frames alone.
 
 ``fit_predict`` trains on the frames of what the user gives (a cine, a sweep, or a single
 image, with augmentation) and returns the denoised frames in each input frame's own
-intensity range.  The method follows the authors' code (shared/research/speckle2self.md):
+intensity range.  The method follows the authors' code (docs/speckle2self.md):
 multi-scale perturbation at scales 1, 0.5 and 0.25, three scale-specific encoders and one
 shared skip-free decoder, per-branch MSE reconstruction plus L1 consistency between every
 pair of outputs, Adam with beta1 = 0.5, inference with the full-scale encoder only.

@@ -2,7 +2,7 @@
 
 Pure functions of tensors; the only randomness is drawn from a ``numpy.random.Generator``
 passed in, so a seed fixes every crop, flip and affine.  Follows the authors' code
-(shared/research/speckle2self.md sections 1.2 and 4):
+(docs/speckle2self.md, "The published method"):
 
 * each copy is resampled down by its scale and back up to the full size with bilinear
   interpolation and no anti-aliasing: the aliasing is part of the perturbation;

@@ -1,7 +1,7 @@
 """Speckle2Self's network (Li, Navab, Jiang, arXiv 2507.06828): three scale-specific
 encoders and one shared decoder.
 
-The layer list follows the authors' code (docs/speckle2self.md, "Network"): instance norm
+The layer list follows the authors' code (docs/speckle2self.md, "The published method"): instance norm
 everywhere, explicit zero padding, no skip connections.  The stride-16 bottleneck without
 skips is what keeps the reconstruction loss from learning the identity.
 """

@@ -1,10 +1,11 @@
 """Network weights shipped with the package: where they are, how they are saved and loaded.
 
-Speckle2Self's authors train over a dataset, not per image (shared/research/
-speckle2self.md, "Pretraining"); the package ships weights trained that way, self-supervised, on
+Speckle2Self's authors train over a dataset, not per image (docs/speckle2self.md, "The
+published method"); the package ships weights trained that way, self-supervised, on
 simulated speckle (``python -m benchmarks pretrain-speckle2self`` makes them;
-docs/speckle2self.md), and a run fine-tunes them on the user's frames.  Nothing is downloaded: the
-file is package data, found next to this module in a pip install and in the Slicer module.
+docs/speckle2self.md, "Pretraining"), and a run fine-tunes them on the user's frames.
+Nothing is downloaded: the file is package data, found next to this module in a pip
+install and in the Slicer module.
 
 Stored in half precision (the file is half the size; the weights are used in bf16 or
 fp32, whose rounding is coarser or equal), with the architecture and how they were made,

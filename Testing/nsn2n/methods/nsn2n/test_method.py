@@ -37,8 +37,8 @@ def test_denoises_a_tiny_noisy_volume(noisy_phantom):
 
 
 def test_residual_guard_runs_after_prediction_and_can_be_turned_off(noisy_phantom):
-    # What the guard does is tested in test_guard.py and measured by `nsn2n bench
-    # --low-noise`; here: fit_predict applies it, reports it, and factor 0 skips it.
+    # What the guard does is tested in test_guard.py and measured by `python -m benchmarks
+    # low-noise`; here: fit_predict applies it, reports it, and factor 0 skips it.
     _, noisy = noisy_phantom
     guarded, report = fit_predict(noisy, NSN2NConfig(**dict(TINY, steps=10)))
     raw, off = fit_predict(noisy, NSN2NConfig(**dict(TINY, steps=10, guard_factor=0.0)))

@@ -29,7 +29,7 @@ def test_speckle_net_branches_share_the_decoder_and_inference_uses_the_full_scal
 def test_published_output_layer_zeroes_a_fixed_share_of_any_output():
     """Instance norm then ReLU: a fraction p >= m^2 / (1 - m^2 - s^2) of the pixels is exactly
     zero, m and s the output's mean and std.  Why Speckle2Self's published layer cannot fit a
-    mid-gray B-mode image (README, "Ultrasound")."""
+    mid-gray B-mode image (docs/speckle2self.md)."""
 
     generator = torch.Generator().manual_seed(0)
     with torch.random.fork_rng(devices=[]):
