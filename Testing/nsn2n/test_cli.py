@@ -180,3 +180,22 @@ def test_auto_method_still_refuses_a_2d_image_that_is_not_ultrasound(tmp_path, c
     assert main(["denoise", str(tmp_path / "slice.nrrd"), str(tmp_path / "o.nrrd")]
                 + FAST) == 2
     assert "--method speckle2self" in capsys.readouterr().err
+
+
+def test_a_progress_bar_per_phase_on_stderr(tmp_path, ct_file, capsys):
+    assert main(["denoise", str(ct_file), str(tmp_path / "o.nrrd"), "--steps", "3",
+                 "--progress", "bar"]) == 0
+    err = capsys.readouterr().err
+    assert "train" in err and "3/3" in err and "predict" in err
+
+
+def test_bias_correction_takes_auto_on_off_and_the_flag_alone_means_on():
+    from nsn2n.cli import build_parser, options_from
+
+    def parsed(*extra):
+        return options_from(build_parser().parse_args(["denoise", "in.nrrd", "out.nrrd",
+                                                       *extra])).bias_correction
+
+    assert parsed() is None and parsed("--bias-correction") is True
+    assert parsed("--bias-correction", "off") is False
+    assert parsed("--bias-correction", "on") is True

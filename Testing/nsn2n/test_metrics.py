@@ -1,0 +1,31 @@
+import numpy as np
+import pytest
+
+from nsn2n import metrics
+
+
+def test_psnr_uses_the_clean_range_and_the_mask():
+    clean = np.array([[0.0, 10.0], [0.0, 10.0]])
+    estimate = clean + np.array([[1.0, 0.0], [0.0, 0.0]])
+    assert metrics.psnr(estimate, clean) == pytest.approx(10 * np.log10(100 / 0.25))
+    mask = np.array([[False, True], [True, True]])
+    assert metrics.psnr(estimate, clean, mask) == float("inf")
+
+
+def test_affine_fit_removes_gain_and_offset_only():
+    clean = np.random.default_rng(0).random((4, 8, 8))
+    assert np.allclose(metrics.affine_fit(3 * clean - 2, clean), clean, atol=1e-5)
+
+
+def test_gcnr_is_one_for_separate_and_zero_for_identical_regions():
+    image = np.concatenate([np.zeros(100), np.ones(100)])
+    first, second = np.arange(200) < 100, np.arange(200) >= 100
+    assert metrics.gcnr(image, first, second) == pytest.approx(1.0)
+    noise = np.random.default_rng(1).random(200)
+    assert metrics.gcnr(noise, first, first) == pytest.approx(0.0)
+
+
+def test_enl_of_a_constant_region_is_large_and_of_speckle_about_one():
+    rng = np.random.default_rng(2)
+    intensity = rng.exponential(1.0, 100_000)  # fully developed speckle in intensity
+    assert metrics.enl(intensity, np.ones(intensity.size, bool)) == pytest.approx(1.0, rel=0.05)
