@@ -49,7 +49,9 @@ class NSN2NDenoiseParameterNode:
     inputVolume: slicer.vtkMRMLScalarVolumeNode
     outputVolume: slicer.vtkMRMLScalarVolumeNode
     # The options' fields share DenoiseOptions' names (NSN2NDenoiseLib.logic.panel_options).
-    method: Annotated[str, Choice(list(METHODS))] = "auto"
+    # A series is a sequence node in Slicer, not a scalar volume: the series method is the
+    # command's and the Python API's.
+    method: Annotated[str, Choice([m for m in METHODS if m != "series"])] = "auto"
     preset: Annotated[str, Choice(list(PRESETS))] = "balanced"
     seed: int = 0
     slice_axis: Annotated[str, Choice(list(SLICE_AXES))] = "auto"
@@ -190,9 +192,11 @@ class NSN2NDenoiseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self._parameterNode:
             self._parameterNode.outputVolume = node
             showBeforeAfter(self._parameterNode.inputVolume, node, self.ui.opacitySlider.value)
-        self.ui.statusLabel.text = _("Done in {s:.0f} s on {device}.").format(
-            s=report.total_seconds, device=report.device)
+        self.ui.statusLabel.text = _("Done in {s:.0f} s on {device}. {detail}").format(
+            s=report.total_seconds, device=report.device, detail=report.summary())
         self._updateButtons()
+        if report.warning:
+            slicer.util.warningDisplay(report.warning, windowTitle=_("Check the output"))
 
     def _onError(self, error):
         self.processing.handle("fail")
@@ -232,7 +236,7 @@ class NSN2NDenoiseTest(ScriptedLoadableModuleTest):
         import os
 
         import numpy as np
-        from nsn2n.noise import slice_noise_sigma
+        from nsn2n.noise import estimate_noise
 
         path = os.path.join(os.path.dirname(__file__), "Resources", "Samples",
                             "mni152_t1_rician5_small.nrrd")
@@ -242,6 +246,6 @@ class NSN2NDenoiseTest(ScriptedLoadableModuleTest):
         self.assertEqual(after.shape, before.shape)
         self.assertEqual(after.dtype, before.dtype)
         self.assertNotEqual(out.GetID(), node.GetID())
-        self.assertLess(slice_noise_sigma(after.astype(np.float32)),
-                        slice_noise_sigma(before.astype(np.float32)))
+        self.assertLess(estimate_noise(after.astype(np.float32), (1.0, 3.0)).sigma,
+                        estimate_noise(before.astype(np.float32), (1.0, 3.0)).sigma)
         self.delayDisplay("NSN2NDenoise self-test passed")

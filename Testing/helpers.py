@@ -18,3 +18,25 @@ def smooth_phantom(shape=(8, 32, 32), seed=0):
         r = rng.uniform(0.2, 0.5)
         volume += 0.8 * np.exp(-((x - cx) ** 2 + (y - cy) ** 2 + 0.2 * (z - cz) ** 2) / r ** 2)
     return (volume / volume.max()).astype(np.float32)
+
+
+def changing_anatomy(depth=12, size=96, sigma=0.01, blobs=12, seed=0, air=0.0):
+    """A head in ``air`` whose inner structures (tissue at 0.3 and 0.9 in a 0.6 base)
+    change completely from one slice to the next, as with thick slices; returns
+    ``(clean, noisy)`` with Gaussian noise ``sigma``."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    head = ((yy - size / 2) / (0.42 * size)) ** 2 + ((xx - size / 2) / (0.36 * size)) ** 2 <= 1
+    clean = np.zeros((depth, size, size))
+    for k in range(depth):
+        image = np.where(head, 0.6, air)
+        for _ in range(blobs):
+            cy, cx = rng.uniform(0.15 * size, 0.85 * size, 2)
+            ry, rx = rng.uniform(3, 8, 2)
+            image[(((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1) & head] = \
+                rng.choice([0.3, 0.9])
+        clean[k] = ndimage.gaussian_filter(image, 1.0)
+    noisy = clean + rng.normal(0.0, sigma, clean.shape)
+    return clean.astype(np.float32), noisy.astype(np.float32)

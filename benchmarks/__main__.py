@@ -16,6 +16,7 @@ EPILOG = """examples:
   python -m benchmarks loss-terms         # balanced with and without L_RC + L_IC, 3 seeds
   python -m benchmarks memory             # peak memory for a 512x512x300 int16 CT
   python -m benchmarks merge a/synthetic.json b/synthetic.json --docs docs/benchmarks.md
+  python -m benchmarks real               # real acquisitions with repeats (shared/realdata)
   python -m benchmarks ultrasound         # Speckle2Self, simulated speckle and real files
   python -m benchmarks pretrain-speckle2self FILE   # remake the shipped weights
 """
@@ -54,6 +55,15 @@ def build_parser() -> argparse.ArgumentParser:
     merge.add_argument("files", nargs="+", metavar="JSON")
     command("memory", "peak memory for a 512x512x300 int16 CT (in a child process)",
             docs=False)
+    real = command("real", "the product and classical filters on real acquisitions with "
+                   "repeats (shared/realdata)")
+    real.add_argument("--data", default=None, help="folder of the real sets (default: "
+                      "shared/realdata beside the repository)")
+    real.add_argument("--presets", default="fast,balanced")
+    real.add_argument("--no-bm4d", action="store_true", help="skip BM4D (slow)")
+    real.add_argument("--product-only", action="store_true", help="skip every filter")
+    real.add_argument("--no-series", action="store_true",
+                      help="skip the series section (the multi-volume method)")
     ultrasound = command("ultrasound", "Speckle2Self on simulated speckle and real files")
     ultrasound.add_argument("--cases", default="us-fine,us-coarse")
     ultrasound.add_argument("--preset", default="balanced")
@@ -77,6 +87,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         from .synthetic import merge as run
     elif args.kind == "memory":
         from .synthetic import memory as run
+    elif args.kind == "real":
+        from .realdata import run
     elif args.kind == "ultrasound":
         from .ultrasound import run
     else:

@@ -16,18 +16,29 @@ from nsn2n.metrics import psnr
 
 
 def curvature_anisotropic_diffusion(noisy: np.ndarray, spacing, conductance: float,
-                                    iterations: int) -> np.ndarray:
-    """SimpleITK's filter, as in Slicer's "Curvature Anisotropic Diffusion" module."""
+                                    iterations: int, time_step: Optional[float] = None
+                                    ) -> np.ndarray:
+    """SimpleITK's filter, as in Slicer's "Curvature Anisotropic Diffusion" module (whose
+    default time step is 0.0625)."""
     import SimpleITK as sitk
 
     image = sitk.GetImageFromArray(noisy.astype(np.float32))
     image.SetSpacing(tuple(float(s) for s in spacing))
-    # The stable time step depends on the smallest spacing (ITK warns above spacing/2^(d+1)).
-    step = min(spacing) / 2 ** 4
+    # The largest stable time step depends on the smallest spacing (spacing / 2^(d+1)).
+    step = min(spacing) / 2 ** 4 if time_step is None else time_step
     out = sitk.CurvatureAnisotropicDiffusion(image, timeStep=step,
                                              conductanceParameter=conductance,
                                              numberOfIterations=iterations)
     return sitk.GetArrayFromImage(out)
+
+
+def gaussian(noisy: np.ndarray, sigma_voxels: float) -> np.ndarray:
+    """In-plane Gaussian blur (``sigma_voxels`` px), slice by slice."""
+    import torch
+
+    from nsn2n.filters import gaussian_lowpass
+
+    return gaussian_lowpass(torch.from_numpy(noisy.astype(np.float32)), sigma_voxels).numpy()
 
 
 def non_local_means(noisy: np.ndarray, sigma: float, strength: float) -> np.ndarray:

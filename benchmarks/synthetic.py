@@ -282,6 +282,7 @@ def run(args) -> int:
     and, with ``args.docs``, written into its section of that file."""
     started = time.perf_counter()
     out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
     rows: List[Row] = []
     for name, case in cases(tuple((args.cases or KINDS[args.kind]["cases"]).split(","))):
         rows.append(score(case, "noisy input", case.noisy, 0.0))

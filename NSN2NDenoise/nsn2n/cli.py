@@ -34,8 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("output", help="output file: .nii, .nii.gz, .nrrd, .nhdr, .mha or .mhd")
     # dest names are DenoiseOptions' field names: the options are built from them as they are
     run.add_argument("--method", default="auto", choices=METHODS,
-                     help="auto: speckle2self for ultrasound (modality US), else nsn2n; "
-                     "speckle2self also takes 2-D images, cines and RGB (converted to gray)")
+                     help="auto: series for a 4-D series of volumes, speckle2self for "
+                     "ultrasound (modality US), else nsn2n; speckle2self also takes 2-D "
+                     "images, cines and RGB (converted to gray)")
     run.add_argument("--preset", default="balanced", choices=PRESETS)
     run.add_argument("--steps", type=int, help="training steps (overrides the preset)")
     run.add_argument("--max-minutes", type=float, help="cap on training time; results then "
@@ -45,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--slice-axis", default="auto", choices=SLICE_AXES,
                      help="array axis across slices or frames: auto (largest spacing; "
                      "ties and single images: axis 0), 0, 1 or 2")
+    run.add_argument("--series-stride", type=int, default=1,
+                     help="series only: volumes of the same kind are this many apart "
+                     "(2 for ASL label/control pairs)")
     run.add_argument("--modality", choices=MODALITIES,
                      help="override the modality read from the file or guessed from HU")
     run.add_argument("--bias-correction", default="auto", nargs="?", const="on",
@@ -122,8 +126,12 @@ def _denoise(args) -> int:
         reporter.close()
     write_volume(result, args.output)
     if args.preview:
-        before = volume.array if volume.components == 1 else to_gray(volume.array)
-        write_png(args.preview, montage(before, result.array, report.slice_axis))
+        before, after = volume.array, result.array
+        if volume.dimension == 4:  # a series: its middle volume
+            before, after = before[len(before) // 2], after[len(after) // 2]
+        if volume.components != 1:
+            before = to_gray(before)
+        write_png(args.preview, montage(before, after, report.slice_axis))
     if args.report:
         with open(args.report, "w", encoding="utf-8") as handle:
             json.dump(report.to_dict(), handle, indent=2, default=str)
@@ -132,6 +140,8 @@ def _denoise(args) -> int:
         print(f"wrote {args.output} ({report.method}, {report.steps} steps on "
               f"{report.device}, {report.total_seconds:.0f} s{'; ' + detail if detail else ''})",
               file=sys.stderr)
+    if report.warning:
+        logging.getLogger("nsn2n").warning("warning: %s", report.warning)
     return EXIT_OK
 
 

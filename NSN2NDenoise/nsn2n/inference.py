@@ -44,15 +44,18 @@ def predict_volume(model: torch.nn.Module, slices: np.ndarray, device: torch.dev
                    multiple: int, transforms=(0,), batch: int = 8, tile: int = 384,
                    margin: int = 32, progress: Optional[ProgressCallback] = None,
                    cancel: Optional[CancelEvent] = None) -> np.ndarray:
-    """Denoise every slice of a ``(D, H, W)`` float32 stack; average over ``transforms``.
+    """Denoise every slice of a ``(D, H, W)`` float32 stack, or of ``(D, C, H, W)`` for a
+    network of ``C`` input channels; average over ``transforms``.
 
     ``transforms`` are dihedral group elements (test-time augmentation): the network was
     trained on all eight, so averaging its predictions over several is a cheap ensemble.
     """
     model = model.to(device).eval()
     dtype = autocast_dtype(device)
-    depth, height, width = slices.shape
-    output = np.empty_like(slices, dtype=np.float32)
+    if slices.ndim == 3:
+        slices = slices[:, None]
+    depth, _, height, width = slices.shape
+    output = np.empty((depth, height, width), dtype=np.float32)
     rows, cols = tile_spans(height, tile, margin), tile_spans(width, tile, margin)
     total = depth * len(rows) * len(cols) * len(transforms)
     done, started = 0, time.perf_counter()
@@ -61,8 +64,8 @@ def predict_volume(model: torch.nn.Module, slices: np.ndarray, device: torch.dev
         for core_r0, core_r1, read_r0, read_r1 in rows:
             for core_c0, core_c1, read_c0, read_c1 in cols:
                 check_cancel(cancel)
-                region = chunk[:, None, read_r0:read_r1, read_c0:read_c1].to(device)
-                accumulated = torch.zeros_like(region, dtype=torch.float32)
+                region = chunk[:, :, read_r0:read_r1, read_c0:read_c1].to(device)
+                accumulated = torch.zeros_like(region[:, :1], dtype=torch.float32)
                 for element in transforms:
                     x = dihedral(region, element)
                     h, w = x.shape[-2:]

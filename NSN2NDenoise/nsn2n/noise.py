@@ -1,20 +1,21 @@
 """Every noise estimate of the engine, from the data alone.
 
 Noise independent across slices (the premise of NS-N2N) is measured from second
-differences across slices, ``x_{k+1} - 2 x_k + x_{k-1}``: they carry ``6 sigma^2`` per voxel,
-and anatomy that drifts linearly from slice to slice cancels.  Estimates are robust
-(medians), so the anatomy that is left in the differences is the minority.  Magnitude MRI
-also has a background estimate (the Rayleigh mode of air).
+differences across slices, ``x_{k+1} - 2 x_k + x_{k-1}``, where the anatomy is flat
+(:func:`estimate_noise`); magnitude MRI also has its air (the thermal floor) and the
+Rayleigh mode of its background (the Rician bias correction).  Every spread is robust
+(:func:`robust_std`).
 """
 
 from __future__ import annotations
 
-from typing import Iterator, List, Optional, Sequence, Tuple
+import dataclasses
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
-from .filters import dct_basis, split_bands
+from .filters import dct_basis, gaussian_lowpass, split_bands
 
 
 # The median of |x| for Gaussian x is 0.6745 standard deviations (the normal's 75th
@@ -47,76 +48,228 @@ def half_normal_std(residuals: torch.Tensor, samples: int = 1_000_000) -> float:
     return robust_std(flat)
 
 
-def second_differences(noisy: np.ndarray, chunk: int = 32) -> Iterator[torch.Tensor]:
-    """``x_{k+1} - 2 x_k + x_{k-1}`` of a ``(D, H, W)`` stack, ``chunk`` slices at a time:
-    noise independent across slices gives them ``6 sigma^2`` per voxel, and anatomy that
-    drifts linearly from slice to slice cancels.  Shared by every noise estimate here."""
-    depth = noisy.shape[0]
+# The flattest share of the tissue voxels that change across slices, judged on the stack
+# smoothed by FLATNESS_SIGMA px: there the second differences hold noise and little anatomy.
+FLAT_SHARE = 0.1
+FLATNESS_SIGMA = 2.0
+MAX_TRIPLETS = 24  # slice triplets sampled: bounded time and memory on large volumes
+MIN_VOXELS = 500  # fewer changing tissue voxels than this: every changing voxel counts
+# Magnitude MRI with an air background: the estimate never exceeds the thermal noise
+# measured in the air.  Tissue may carry more (physiological noise), but an overestimate
+# removes anatomy while an underestimate only leaves some noise (docs/nsn2n.md, "Noise
+# estimate").
+AIR_FACTOR = 1.0
+# Std of the magnitude in air per sigma: Rayleigh (one coil) 0.655, sum of many coils 0.707.
+AIR_STD_PER_SIGMA = 0.68
+AIR_MARGIN = 3  # px between tissue and the air that is used
+MAX_ZERO_SHARE = 0.05  # more exact zeros: the scanner masked the background; not noise
+
+
+@dataclasses.dataclass(frozen=True)
+class NoiseEstimate:
+    """The noise of one stack ``(D, H, W)``, in the stack's units.
+
+    ``sigma`` is the standard deviation of the noise on the anatomy; ``spectrum`` the
+    variance of each coefficient of an in-plane ``(P, P)`` DCT (noise correlated in-plane,
+    e.g. CT, is not white), scaled to average ``sigma^2``; ``bands`` the standard deviation
+    in each band of ``filters.split_bands(..., scales)``.  ``slices_sigma`` is the estimate
+    from the slices before any cap and ``air_sigma`` the thermal noise measured in air (MR
+    magnitude only, when there is usable air).
+    """
+
+    sigma: float
+    spectrum: torch.Tensor
+    bands: Tuple[float, ...]
+    slices_sigma: float
+    air_sigma: Optional[float] = None
+
+    def coefficient_variance(self, depth: int) -> torch.Tensor:
+        """Per-coefficient variance of a ``(depth, P, P)`` 3-D DCT: noise independent
+        across slices is white along them, so every through-plane frequency has the
+        in-plane spectrum."""
+        return self.spectrum.expand((depth,) + tuple(self.spectrum.shape)).contiguous()
+
+    def at_sigma(self, sigma: float) -> "NoiseEstimate":
+        """The same noise (spectrum shape, bands' ratios) at standard deviation ``sigma``."""
+        factor = sigma / self.sigma if self.sigma > 0 else 0.0
+        return dataclasses.replace(self, sigma=sigma, spectrum=self.spectrum * factor ** 2,
+                                   bands=tuple(band * factor for band in self.bands))
+
+
+# Otsu's split explains this share of the variance or more only for two real classes
+# (anatomy and air); a unimodal (Gaussian) histogram gives 2/pi = 0.64.
+BIMODAL = 0.75
+
+
+def repeats_sigma(stacks: Sequence[np.ndarray]) -> float:
+    """The noise of stacks of repeated images of one anatomy ``(T, H, W)``, as repeats
+    measure it: from second differences along time over all the anatomy.  Unlike
+    :func:`estimate_noise` it needs no flat voxels (the anatomy does not change between
+    repeats) and no cap from the air: physiological fluctuation (pulsation, breathing)
+    differs between repeats as the thermal noise does, so it counts."""
+    values = []
+    for stack in stacks:
+        if len(stack) >= 3:
+            x = torch.from_numpy(np.asarray(stack, dtype=np.float32))
+            second = (x[2:] - 2 * x[1:-1] + x[:-2]) / 6 ** 0.5
+            values.append(second[tissue_mask(x)[1:-1]])
+    return robust_std(torch.cat(values)) if values else 0.0
+
+
+def otsu_threshold(values: torch.Tensor, bins: int = 256) -> float:
+    """The threshold that best splits ``values`` in two classes (Otsu 1979), or minus
+    infinity when they are not two classes (:data:`BIMODAL`)."""
+    low, high = float(values.min()), float(values.max())
+    if high <= low:
+        return float("-inf")
+    hist = torch.histc(values.float(), bins, low, high).double()
+    centres = torch.linspace(low, high, bins + 1, dtype=torch.float64)
+    centres = 0.5 * (centres[1:] + centres[:-1])
+    below = hist.cumsum(0)
+    above = below[-1] - below
+    mean_below = (hist * centres).cumsum(0) / below.clamp_min(1)
+    mean_above = ((hist * centres).sum() - (hist * centres).cumsum(0)) / above.clamp_min(1)
+    between = below * above * (mean_below - mean_above) ** 2 / below[-1] ** 2
+    total = (hist * (centres - (hist * centres).sum() / below[-1]) ** 2).sum() / below[-1]
+    best = int(torch.argmax(between))
+    return float(centres[best]) if between[best] >= BIMODAL * total else float("-inf")
+
+
+def tissue_mask(stack: torch.Tensor, smoothing: float = FLATNESS_SIGMA) -> torch.Tensor:
+    """Voxels of a ``(D, H, W)`` stack above the Otsu threshold of its smoothed values: the
+    anatomy, without air, zero-filled backgrounds or the outside of a CT's field of view."""
+    smooth = gaussian_lowpass(stack.float(), smoothing)
+    return smooth > otsu_threshold(smooth[:: max(1, smooth.shape[0] // 8)])
+
+
+def _gradient_magnitude(images: torch.Tensor) -> torch.Tensor:
+    dy = torch.zeros_like(images)
+    dx = torch.zeros_like(images)
+    dy[:, 1:-1] = 0.5 * (images[:, 2:] - images[:, :-2])
+    dx[:, :, 1:-1] = 0.5 * (images[:, :, 2:] - images[:, :, :-2])
+    return torch.hypot(dy, dx)
+
+
+def estimate_noise(stack: np.ndarray, band_scales: Sequence[float], magnitude: bool = False,
+                   patch: int = 8) -> NoiseEstimate:
+    """The noise of ``stack`` ``(D, H, W)``, slice axis first, noise independent across
+    slices.
+
+    Second differences across slices carry ``6 sigma^2`` of such noise, and anatomy that
+    drifts linearly cancels; but anatomy that changes from slice to slice (thick slices,
+    fast-changing anatomy) does not, and a median over every voxel read it as noise
+    (2.5-10x the repeat-measured noise on real 2-6 mm MRI; docs/nsn2n.md).  So sigma is
+    taken only where the anatomy is flat: tissue voxels (:func:`tissue_mask`: air and
+    zero-filled backgrounds are left out) that change at all, the flattest
+    :data:`FLAT_SHARE` of them by the in-plane slope and the second difference of the
+    smoothed stack.  The spectrum's shape comes from tiles judged flat on the slices two
+    away, whose noise is independent of the tile's (judged on the tile's own slices, the
+    flattest tiles are also those whose low-frequency noise happens to be small).  For
+    magnitude MRI with unmasked air, sigma is capped at the thermal noise measured there.
+    """
+    stack = np.asarray(stack)
+    depth, height, width = stack.shape
     if depth < 3:
         raise ValueError("need at least three slices to estimate the noise")
-    for start in range(0, depth - 2, chunk):
-        block = torch.from_numpy(np.ascontiguousarray(noisy[start:start + chunk + 2],
-                                                      dtype=np.float32))
-        yield block[2:] - 2.0 * block[1:-1] + block[:-2]
+    reach = 2 if depth >= 5 else 1  # slices on each side of a sampled centre
+    centres = np.unique(np.linspace(reach, depth - 1 - reach,
+                                    min(MAX_TRIPLETS, depth - 2 * reach)).round().astype(int))
+    rows = np.concatenate([centres + offset for offset in range(-reach, reach + 1)])
+    x = torch.from_numpy(np.ascontiguousarray(stack[rows], dtype=np.float32))
+    x = x.reshape(2 * reach + 1, len(centres), height, width)
+    smooth = gaussian_lowpass(x.reshape(-1, height, width), FLATNESS_SIGMA).reshape(x.shape)
+    tissue = smooth > otsu_threshold(smooth[:, :: max(1, len(centres) // 8)])  # tissue_mask
+    before, centre, after = x[reach - 1], x[reach], x[reach + 1]
+    second = after - 2 * centre + before
+    live = tissue[reach - 1:reach + 2].all(0) & (second != 0)
+    if int(live.sum()) < MIN_VOXELS:
+        live = second != 0
+    if not bool(live.any()):
+        return NoiseEstimate(0.0, torch.zeros(patch, patch), (0.0,) * (len(band_scales) + 1),
+                             0.0)
+    near = smooth[reach - 1:reach + 2]
+    score = _flatness(near[2] - 2 * near[1] + near[0],
+                      near[0], 2 * near[1], near[2], live=live)
+    flat = live & (score <= torch.quantile(score[live][:: max(1, int(live.sum()) // 1_000_000)],
+                                           FLAT_SHARE))
+    slices_sigma = robust_std(second[flat], centre=True) / np.sqrt(6.0)
+    air = _air_sigma(x, second, tissue) if magnitude else None
+    sigma = min(slices_sigma, AIR_FACTOR * air) if air else slices_sigma
+    far = (score if reach == 1 else
+           _flatness(smooth[-1] - smooth[0], smooth[0], smooth[-1], live=live))
+    spectrum = _spectrum(second, far, live, sigma, patch)
+    return NoiseEstimate(sigma, spectrum, band_stds(spectrum, band_scales), slices_sigma, air)
 
 
-def band_noise_std(noisy: np.ndarray, scales: Sequence[float], chunk: int = 32,
-                   samples: int = 1_000_000) -> List[float]:
-    """Noise standard deviation in each band of ``split_bands(..., scales)``, from second
-    differences across slices (robust median over the voxels that change at all)."""
-    per_chunk = max(1, samples * chunk // max(1, noisy.shape[0] - 2))
-    values: List[List[torch.Tensor]] = [[] for _ in range(len(scales) + 1)]
-    for difference in second_differences(noisy, chunk):
-        changes = difference != 0
-        if not bool(changes.any()):
-            continue
-        for store, band in zip(values, split_bands(difference, scales)):
-            live = band[changes].abs()
-            store.append(live[:: max(1, live.numel() // per_chunk)])
-    return [robust_std(torch.cat(store)) / np.sqrt(6.0) if store else 0.0 for store in values]
+def _flatness(change: torch.Tensor, *slices: torch.Tensor, live: torch.Tensor) -> torch.Tensor:
+    """How much anatomy a voxel has: the change across slices of the smoothed stack plus
+    the in-plane slope of ``slices`` (weighted), each over its median on the live voxels;
+    infinity where not live."""
+    change = change.abs()
+    slope = sum(_gradient_magnitude(s) for s in slices)
+    score = (change / change[live].median().clamp_min(1e-12)
+             + slope / slope[live].median().clamp_min(1e-12))
+    return torch.where(live, score, torch.full_like(score, float("inf")))
 
 
-def coefficient_noise_variance(noisy: np.ndarray, patch: Tuple[int, int, int],
-                               chunk: int = 32, samples: int = 200_000) -> torch.Tensor:
-    """Noise variance of every coefficient of a ``patch``-sized 3-D DCT of ``noisy``.
+def _spectrum(second: torch.Tensor, score: torch.Tensor, live: torch.Tensor, sigma: float,
+              patch: int, share: float = 2 * FLAT_SHARE, min_tiles: int = 64) -> torch.Tensor:
+    """Per-coefficient noise variance of an in-plane ``patch`` DCT from the flattest tiles
+    of the second differences, scaled to average ``sigma^2``; white where too few tiles."""
+    count, height, width = second.shape
+    rows, cols = height // patch * patch, width // patch * patch
+    white = torch.full((patch, patch), sigma ** 2)
+    if rows == 0 or cols == 0:
+        return white
 
-    Robust (median) over in-plane blocks of the second differences across slices that
-    change at all: voxels that never change (outside a CT reconstruction circle, zero-filled
-    background) carry no noise.
+    def tiles(values: torch.Tensor) -> torch.Tensor:
+        return (values[:, :rows, :cols].reshape(count, rows // patch, patch, cols // patch, patch)
+                .permute(0, 1, 3, 2, 4).reshape(-1, patch, patch))
+
+    whole = tiles(live).all(-1).all(-1)
+    if int(whole.sum()) < min_tiles:
+        return white
+    tile_score = tiles(score).mean((-2, -1))[whole]
+    chosen = tiles(second)[whole][tile_score <= torch.quantile(tile_score, share)]
+    if len(chosen) < min_tiles:
+        return white
+    basis = dct_basis(patch)
+    coefficients = torch.einsum("by,cx,nyx->nbc", basis, basis, chosen)
+    spectrum = robust_std(coefficients, dim=0) ** 2 / 6.0
+    if not bool(spectrum.mean() > 0):
+        return white
+    return spectrum * (sigma ** 2 / float(spectrum.mean()))
+
+
+def band_stds(spectrum: torch.Tensor, scales: Sequence[float], size: int = 64,
+              count: int = 8) -> Tuple[float, ...]:
+    """Standard deviation in each band of ``split_bands(..., scales)`` of stationary noise
+    with the in-plane DCT ``spectrum``, measured on noise made with it (a fixed seed).
+
+    Not measured on the image: the flattest voxels that keep anatomy out of the estimate
+    are those where the coarse band of the noise happens to be small as well.
     """
-    depth, height, width = noisy.shape
-    _, py, px = patch
-    cy, cx = dct_basis(py), dct_basis(px)
-    rows, cols = height // py * py, width // px * px
-    per_chunk = max(1, samples * chunk // max(1, depth - 2))
-    kept = []
-    for difference in second_differences(noisy, chunk):
-        tiles = (difference[:, :rows, :cols]
-                 .reshape(-1, rows // py, py, cols // px, px)
-                 .permute(0, 1, 3, 2, 4).reshape(-1, py, px))
-        tiles = tiles[(tiles != 0).all(-1).all(-1)]
-        if len(tiles):
-            kept.append(tiles[:: max(1, len(tiles) // per_chunk)])
-    if not kept:
-        return torch.zeros(patch)
-    coefficients = torch.einsum("by,cx,nyx->nbc", cy, cx, torch.cat(kept))
-    variance = robust_std(coefficients, dim=0) ** 2 / 6.0
-    return variance.expand(patch).contiguous()
+    patch = spectrum.shape[0]
+    frequency = torch.fft.fftfreq(size).abs()
+    index = (frequency * 2 * patch).round().long().clamp_max(patch - 1)  # DCT k ~ k/(2P)
+    power = spectrum[index[:, None], index[None, :]]
+    white = torch.randn((count, size, size), generator=torch.Generator().manual_seed(0))
+    noise = torch.fft.ifft2(torch.fft.fft2(white) * power.sqrt()).real
+    return tuple(float(band.std()) for band in split_bands(noise, scales))
 
 
-def slice_noise_sigma(array: np.ndarray, axis: int = 0) -> float:
-    """Noise standard deviation from second differences across slices.
-
-    ``x_k - (x_{k-1} + x_{k+1}) / 2`` has variance ``1.5 sigma^2`` for noise that is
-    independent across slices, whatever its in-plane correlation (CT), so this also works
-    where in-plane estimators under-read.  Anatomy only raises the estimate; the median of
-    absolute values keeps edges from dominating it.
-    """
-    x = torch.from_numpy(np.moveaxis(array, axis, 0).astype(np.float32))
-    if x.shape[0] < 3:
-        raise ValueError("need at least 3 slices")
-    second = x[1:-1] - 0.5 * (x[:-2] + x[2:])
-    return robust_std(second, centre=True) / np.sqrt(1.5)
+def _air_sigma(x: torch.Tensor, second: torch.Tensor, tissue: torch.Tensor
+               ) -> Optional[float]:
+    """Thermal noise of a magnitude image from its air, or None when the air is missing,
+    too small or was masked (exact zeros) by the scanner."""
+    if float((x == 0).float().mean()) > MAX_ZERO_SHARE:
+        return None
+    near = torch.nn.functional.max_pool2d(tissue.any(0).float()[:, None], 2 * AIR_MARGIN + 1,
+                                          stride=1, padding=AIR_MARGIN)[:, 0] > 0
+    air = ~near & (x > 0).all(0)
+    if int(air.sum()) < max(2000, 0.05 * air.numel()):
+        return None
+    return robust_std(second[air], centre=True) / np.sqrt(6.0) / AIR_STD_PER_SIGMA
 
 
 def rician_background_sigma(array: np.ndarray) -> Optional[float]:

@@ -14,7 +14,7 @@ from typing import Optional, Union
 
 from .errors import InputError
 
-METHODS = ("auto", "nsn2n", "speckle2self")
+METHODS = ("auto", "nsn2n", "speckle2self", "series")
 PRESETS = ("fast", "balanced", "best")
 MODALITIES = ("CT", "MR", "US")
 SLICE_AXES = ("auto", "0", "1", "2")
@@ -40,6 +40,8 @@ class DenoiseOptions:
     slice_axis: Union[str, int] = "auto"
     modality: Optional[str] = None
     bias_correction: Optional[bool] = None
+    # A series: volumes of the same kind are this many apart (2 for ASL label / control).
+    series_stride: int = 1
 
     def __post_init__(self):
         axis = self.slice_axis
@@ -69,6 +71,8 @@ class DenoiseOptions:
              f"seed must be a whole number >= 0, not {self.seed!r}"),
             (isinstance(self.device, str) and bool(_DEVICE.match(self.device.lower())),
              f"unknown device {self.device!r}; use auto, cpu, cuda, cuda:N or mps"),
+            (_is_int(self.series_stride) and self.series_stride >= 1,
+             f"series stride must be a whole number >= 1, not {self.series_stride!r}"),
             (self.modality is None or str(self.modality).upper() in MODALITIES + ("MRI",),
              f"unknown modality {self.modality!r}; use one of " + ", ".join(MODALITIES)),
         ]

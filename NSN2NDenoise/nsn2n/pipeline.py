@@ -24,9 +24,7 @@ from .volume import Volume, check_voxels
 def config_for(method: Method, options: DenoiseOptions) -> Any:
     """``method``'s config for ``options``; a value the config refuses is an InputError."""
     try:
-        return method.config(options.preset, steps=options.steps,
-                             max_seconds=options.max_seconds, seed=options.seed,
-                             device=options.device)
+        return method.config(options)
     except ValueError as exc:
         raise InputError(str(exc)) from None
 
@@ -48,17 +46,16 @@ def modality_of(volume: Volume, options: DenoiseOptions) -> Optional[str]:
 
 def method_for(volume: Volume, options: DenoiseOptions) -> Method:
     """The method :func:`denoise` will run on ``volume`` with ``options``."""
-    return resolve_method(options.method, modality_of(volume, options))
+    return resolve_method(options.method, modality_of(volume, options),
+                          volume.dimension == 4)
 
 
 def estimate_seconds(volume: Volume, options: DenoiseOptions) -> float:
     """Expected wall time of ``denoise(volume, options)`` on this machine (a few timed
     steps; takes a second or two)."""
     method = method_for(volume, options)
-    shape = volume.array.shape[:3]
-    axis = method.slice_axis(volume, options.slice_axis)
-    stack = (shape[axis],) + tuple(n for i, n in enumerate(shape) if i != axis)
-    return method.estimate_seconds(stack, config_for(method, options))
+    return method.estimate_seconds(method.stack_shape(volume, options),
+                                   config_for(method, options))
 
 
 def denoise(volume: Volume, options: DenoiseOptions = DenoiseOptions(),
@@ -76,7 +73,7 @@ def denoise(volume: Volume, options: DenoiseOptions = DenoiseOptions(),
     check_voxels(volume.array)
     modality = modality_of(volume, options)
     if method_config is None:
-        method = resolve_method(options.method, modality)
+        method = resolve_method(options.method, modality, volume.dimension == 4)
         config = config_for(method, options)
     else:
         method, config = method_of_config(method_config), method_config

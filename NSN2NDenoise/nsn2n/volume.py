@@ -27,6 +27,7 @@ from .errors import InputError
 READ_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd", ".dcm")
 WRITE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
 MIN_SLICES = 3
+SAME_SPACING = 0.05  # relative difference under which two spacings count as the same
 
 log = logging.getLogger(__name__)
 
@@ -49,14 +50,16 @@ class Geometry:
 class Volume:
     """Voxels in ``(k, j, i)`` order, their geometry, and what the file said about them."""
 
-    array: np.ndarray  # (k, j, i), or (k, j, i, c) for RGB(A) pixels
+    array: np.ndarray  # (k, j, i); (k, j, i, c) for RGB(A) pixels; (t, k, j, i) for a series
     geometry: Geometry
     modality: Optional[str] = None  # "CT", "MR", "US", ... when the file says so
-    dimension: int = 3  # 2 for a single 2-D image, stored as one slice (1, j, i)
+    # 2 for a single 2-D image, stored as one slice (1, j, i); 4 for a series of volumes
+    dimension: int = 3
+    frames: Tuple[float, float] = (1.0, 0.0)  # a series' fourth axis: spacing, origin
 
     @property
     def components(self) -> int:
-        return 1 if self.array.ndim == 3 else int(self.array.shape[-1])
+        return 1 if self.array.ndim == 3 or self.dimension == 4 else int(self.array.shape[-1])
 
     def with_array(self, array: np.ndarray) -> "Volume":
         return dataclasses.replace(self, array=array)
@@ -75,11 +78,13 @@ def _sitk():
 
 
 def read_volume(path) -> Volume:
-    """Read a 3-D volume or a 2-D image (gray or RGB) from a file or a DICOM series folder.
+    """Read a 3-D volume, a 2-D image (gray or RGB) or a 4-D series of volumes from a file
+    or a DICOM series folder.
 
     A 2-D image becomes one slice ``(1, j, i)`` with ``dimension`` 2 and is written back as
-    2-D.  Which shapes a method accepts is the method's business (``require_volume``);
-    here only what no method can use is refused, with a one-line :class:`InputError`.
+    2-D; a 4-D file keeps all its volumes, ``(t, k, j, i)`` with ``dimension`` 4.  Which
+    shapes a method accepts is the method's business (``require_volume``); here only what
+    no method can use is refused, with a one-line :class:`InputError`.
     """
     path = Path(path)
     if not path.exists():
@@ -116,14 +121,24 @@ def read_volume(path) -> Volume:
     if dimension == 2:
         array = array[None]
     check_voxels(array, str(path))
-    return Volume(array, _geometry_3d(image), modality, dimension)
+    frames = ((image.GetSpacing()[3], image.GetOrigin()[3]) if dimension == 4
+              else (1.0, 0.0))
+    return Volume(array, _geometry_3d(image, path), modality, dimension, frames)
 
 
-def _geometry_3d(image) -> Geometry:
-    """The image's geometry; a 2-D image gets unit spacing, zero origin along a third axis."""
+def _geometry_3d(image, path: Path) -> Geometry:
+    """The image's geometry; a 2-D image gets unit spacing, zero origin along a third axis,
+    a 4-D series the geometry of its volumes."""
     if image.GetDimension() == 3:
         return Geometry(tuple(image.GetSpacing()), tuple(image.GetOrigin()),
                         tuple(image.GetDirection()))
+    if image.GetDimension() == 4:
+        direction = np.asarray(image.GetDirection()).reshape(4, 4)
+        if not (np.allclose(direction[:3, 3], 0) and np.allclose(direction[3, :3], 0)):
+            raise InputError(f"{path} is a 4-D image whose fourth axis is oblique in space; "
+                             "a series of volumes is needed")
+        return Geometry(tuple(image.GetSpacing()[:3]), tuple(image.GetOrigin()[:3]),
+                        tuple(direction[:3, :3].ravel()))
     (a, b, c, d) = image.GetDirection()
     return Geometry(tuple(image.GetSpacing()) + (1.0,), tuple(image.GetOrigin()) + (0.0,),
                     (a, b, 0.0, c, d, 0.0, 0.0, 0.0, 1.0))
@@ -155,14 +170,17 @@ def _check_header(dimension: int, size, components: int, path: Path) -> None:
     if components not in (1, 3, 4):
         raise InputError(f"{path} has {components} components per voxel (a vector image); "
                          "a gray or RGB image is needed")
-    if dimension not in (2, 3):
-        raise InputError(f"{path} is a {dimension}-D image; a 3-D volume or a 2-D image "
-                         "is needed")
+    if dimension not in (2, 3, 4):
+        raise InputError(f"{path} is a {dimension}-D image; a 3-D volume, a 2-D image or a "
+                         "4-D series of volumes is needed")
+    if dimension == 4 and components != 1:
+        raise InputError(f"{path} is a 4-D image of {components} components per voxel; a "
+                         "series of gray volumes is needed")
 
 
 def check_voxels(array: np.ndarray, name: str = "volume") -> None:
     """Reject arrays that no method can denoise: non-numeric, non-finite or constant."""
-    if array.ndim not in (3, 4) or array.size == 0:
+    if array.ndim not in (3, 4) or array.size == 0 or min(array.shape) == 0:
         raise InputError(f"{name} has shape {array.shape}; a volume or an image is needed")
     if array.dtype.kind not in "iuf":
         raise InputError(f"{name} has voxel type {array.dtype}; a real scalar type is needed")
@@ -175,6 +193,9 @@ def check_voxels(array: np.ndarray, name: str = "volume") -> None:
 
 def require_volume(volume: Volume, name: str = "volume") -> None:
     """What slice-based methods need: a gray 3-D volume of at least ``MIN_SLICES`` slices."""
+    if volume.dimension == 4:
+        raise InputError(f"{name} is a series of {volume.array.shape[0]} volumes (4-D); "
+                         "denoise it with --method series, or pick one volume")
     if volume.components != 1:
         raise InputError(f"{name} has {volume.components} components per voxel (RGB or "
                          "vector); a scalar (gray) volume is needed")
@@ -192,10 +213,12 @@ def resolve_slice_axis(geometry: Geometry, requested: Union[str, int] = "auto",
     """Array axis (0, 1, 2 of the ``(k, j, i)`` array) that runs across slices.
 
     By default the axis with the largest spacing: the through-plane axis of a typical
-    acquisition, whose neighbouring slices have independent noise.  Ties (isotropic
-    voxels, ultrasound cines stored with unit spacing) go to array axis 0, the file's
-    slice or frame order; a single image's one slice (when ``shape`` is given) is always
-    its own axis.
+    acquisition, whose neighbouring slices have independent noise.  Spacings within
+    :data:`SAME_SPACING` of each other count as equal, and ties (isotropic voxels,
+    ultrasound cines stored with unit spacing) go to array axis 0, the file's slice or
+    frame order: a real 2 x 2 x 1.994 mm diffusion scan would otherwise be cut along an
+    in-plane axis, across which its noise is correlated (0.3 at lag 1).  A single image's
+    one slice (when ``shape`` is given) is always its own axis.
     """
     if requested != "auto":
         return int(requested)
@@ -204,7 +227,7 @@ def resolve_slice_axis(geometry: Geometry, requested: Union[str, int] = "auto",
     spacing_by_array_axis = list(reversed(geometry.spacing))  # ITK is (i, j, k)
     largest = max(spacing_by_array_axis)
     return next(axis for axis, s in enumerate(spacing_by_array_axis)
-                if np.isclose(s, largest, rtol=1e-3))
+                if s >= largest * (1 - SAME_SPACING))
 
 
 _NIFTI_FLOAT = {16: "f4", 64: "f8"}
@@ -268,24 +291,39 @@ def check_writable_folder(path) -> Path:
     return Path(path)
 
 
+def _image_of(volume: Volume):
+    """The SimpleITK image of ``volume`` with its geometry."""
+    sitk = _sitk()
+    geometry = volume.geometry
+    d = geometry.direction
+    if volume.dimension == 2:
+        image = sitk.GetImageFromArray(np.ascontiguousarray(volume.array[0]),
+                                       isVector=volume.components > 1)
+        image.SetSpacing(geometry.spacing[:2])
+        image.SetOrigin(geometry.origin[:2])
+        image.SetDirection((d[0], d[1], d[3], d[4]))
+        return image
+    if volume.dimension == 4:  # isVector: SimpleITK reads a 4-D array as 3-D vectors
+        image = sitk.GetImageFromArray(np.ascontiguousarray(volume.array), isVector=False)
+        spacing, origin = volume.frames
+        image.SetSpacing(tuple(geometry.spacing) + (spacing,))
+        image.SetOrigin(tuple(geometry.origin) + (origin,))
+        image.SetDirection((d[0], d[1], d[2], 0.0, d[3], d[4], d[5], 0.0,
+                            d[6], d[7], d[8], 0.0, 0.0, 0.0, 0.0, 1.0))
+        return image
+    image = sitk.GetImageFromArray(np.ascontiguousarray(volume.array),
+                                   isVector=volume.components > 1)
+    image.SetSpacing(geometry.spacing)
+    image.SetOrigin(geometry.origin)
+    image.SetDirection(geometry.direction)
+    return image
+
+
 def write_volume(volume: Volume, path) -> Path:
     """Write atomically: a temporary folder beside the target, then rename into place."""
     path = check_output_path(path)
     sitk = _sitk()
-    geometry = volume.geometry
-    if volume.dimension == 2:
-        image = sitk.GetImageFromArray(np.ascontiguousarray(volume.array[0]),
-                                       isVector=volume.components > 1)
-        d = geometry.direction
-        image.SetSpacing(geometry.spacing[:2])
-        image.SetOrigin(geometry.origin[:2])
-        image.SetDirection((d[0], d[1], d[3], d[4]))
-    else:
-        image = sitk.GetImageFromArray(np.ascontiguousarray(volume.array),
-                                       isVector=volume.components > 1)
-        image.SetSpacing(geometry.spacing)
-        image.SetOrigin(geometry.origin)
-        image.SetDirection(geometry.direction)
+    image = _image_of(volume)
     try:
         staging = Path(tempfile.mkdtemp(prefix=".nsn2n-", dir=path.resolve().parent))
     except OSError as exc:  # read-only file system, quota: what os.access cannot see

@@ -199,3 +199,18 @@ def test_bias_correction_takes_auto_on_off_and_the_flag_alone_means_on():
     assert parsed() is None and parsed("--bias-correction") is True
     assert parsed("--bias-correction", "off") is False
     assert parsed("--bias-correction", "on") is True
+
+
+def test_a_4d_series_is_denoised_whole(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    anatomy = rng.integers(200, 800, (4, 24, 24))
+    frames = [sitk.GetImageFromArray((anatomy + rng.normal(0, 20, anatomy.shape))
+                                     .astype(np.int16)) for _ in range(6)]
+    source, out, report = tmp_path / "s.nii.gz", tmp_path / "o.nii.gz", tmp_path / "r.json"
+    sitk.WriteImage(sitk.JoinSeries(frames, 0.0, 2.0), str(source))
+    assert main(["denoise", str(source), str(out), "--series-stride", "2", "--report",
+                 str(report)] + FAST) == 0
+    result = sitk.ReadImage(str(out))
+    assert result.GetSize() == (24, 24, 4, 6) and result.GetSpacing()[3] == 2.0
+    written = json.loads(report.read_text())
+    assert written["method"] == "series" and written["stride"] == 2

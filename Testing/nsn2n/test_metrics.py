@@ -29,3 +29,19 @@ def test_enl_of_a_constant_region_is_large_and_of_speckle_about_one():
     rng = np.random.default_rng(2)
     intensity = rng.exponential(1.0, 100_000)  # fully developed speckle in intensity
     assert metrics.enl(intensity, np.ones(intensity.size, bool)) == pytest.approx(1.0, rel=0.05)
+
+
+def test_method_noise_tells_noise_from_removed_anatomy():
+    from Testing.helpers import changing_anatomy
+
+    clean, noisy = changing_anatomy(sigma=0.02, blobs=12)
+    perfect = metrics.method_noise(noisy, clean, 0.02)
+    assert perfect.ratio == pytest.approx(1.0, rel=0.1) and perfect.structure < 0.05
+    assert not perfect.removed_anatomy()
+    from scipy import ndimage
+
+    blurred = np.stack([ndimage.gaussian_filter(s, 1.5) for s in noisy])
+    check = metrics.method_noise(noisy, blurred, 0.02)
+    assert check.structure > 0.3 and check.removed_anatomy()
+    too_much = metrics.method_noise(noisy, clean, 0.01)  # twice the noise removed
+    assert too_much.ratio > 1.5 and too_much.removed_anatomy()

@@ -17,6 +17,9 @@ def test_slice_axis_is_the_largest_spacing_and_overridable():
     assert resolve_slice_axis(Geometry.identity((3.0, 0.5, 0.5))) == 2
     assert resolve_slice_axis(Geometry.identity((0.5, 4.0, 0.5))) == 1
     assert resolve_slice_axis(Geometry.identity((1.0, 1.0, 1.0))) == 0
+    # nearly isotropic (a real 2 mm diffusion scan): the file's slices, not an in-plane axis
+    assert resolve_slice_axis(Geometry.identity((2.0, 2.0, 1.99366))) == 0
+    assert resolve_slice_axis(Geometry.identity((2.0, 1.8, 1.8))) == 2  # 10 % apart
     assert resolve_slice_axis(Geometry.identity((0.5, 0.5, 3.0)), 2) == 2
 
 
@@ -140,3 +143,14 @@ def test_estimate_follows_the_method():
     volume = Volume(np.random.default_rng(0).random((2, 32, 32)).astype(np.float32),
                     Geometry.identity(), "US")
     assert estimate_seconds(volume, DenoiseOptions(method="speckle2self", steps=5)) > 0
+
+
+def test_the_report_holds_the_noise_in_the_inputs_units_and_the_method_noise_check(phantom):
+    rng = np.random.default_rng(3)
+    hu = np.rint(phantom * 1200 - 1000 + rng.normal(0, 40, phantom.shape)).astype(np.int16)
+    _, report = denoise(Volume(hu, Geometry.identity((0.7, 0.7, 2.5))), DenoiseOptions(**FAST))
+    assert report.noise_sigma == pytest.approx(40, rel=0.2)
+    assert report.residual_to_noise == pytest.approx(report.residual_rms / report.noise_sigma,
+                                                     abs=1e-3)
+    assert 0 <= report.structure_in_residual <= 1 and report.backoffs >= 0
+    assert "noise" in report.summary() and report.to_dict()["noise_sigma"] == report.noise_sigma

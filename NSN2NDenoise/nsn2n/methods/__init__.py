@@ -11,12 +11,15 @@ from typing import Any, Dict, Optional
 
 from .base import Method, RunReport
 from .nsn2n import NSN2N
+from .series import Series
 from .speckle2self import Speckle2Self
 
 # Keyed by the names of options.METHODS ("auto" aside).
-REGISTRY: Dict[str, Method] = {method.name: method for method in (NSN2N(), Speckle2Self())}
-# ``auto`` runs the method that claims the modality (``Method.default_for``), else this
-# one: NS-N2N only assumes noise independent across slices, true of most CT and MRI.
+REGISTRY: Dict[str, Method] = {method.name: method
+                               for method in (NSN2N(), Speckle2Self(), Series())}
+# ``auto`` runs, among the methods for the input's kind (a volume or a series), the one
+# that claims its modality (``Method.default_for``), else this one for a volume: NS-N2N
+# only assumes noise independent across slices, true of most CT and MRI.
 AUTO_FALLBACK = "nsn2n"
 
 
@@ -24,18 +27,20 @@ def method_named(name: str) -> Method:
     return REGISTRY[name]
 
 
-def resolve_method(requested: str, modality: Optional[str]) -> Method:
-    """The method a request picks: by name, or for ``auto`` by the modality."""
+def resolve_method(requested: str, modality: Optional[str], series: bool = False) -> Method:
+    """The method a request picks: by name, or for ``auto`` by the kind of input (a 4-D
+    series or not) and the modality."""
     if requested != "auto":
         return REGISTRY[requested]
-    return next((method for method in REGISTRY.values() if modality in method.default_for),
-                REGISTRY[AUTO_FALLBACK])
+    kind = [method for method in REGISTRY.values() if method.series == series]
+    fallback = REGISTRY[AUTO_FALLBACK] if REGISTRY[AUTO_FALLBACK] in kind else kind[0]
+    return next((method for method in kind if modality in method.default_for), fallback)
 
 
 def method_of_config(config: Any) -> Method:
     """The method whose config ``config`` is."""
     for method in REGISTRY.values():
-        if isinstance(config, method.config_class):
+        if type(config) is method.config_class:
             return method
     raise TypeError(f"no method takes a {type(config).__name__}")
 

@@ -10,7 +10,7 @@ trains on to how it turns the result back, lives in the method's own folder.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Dict, Mapping, Optional, Protocol, Tuple, Type, Union
+from typing import Any, Dict, Mapping, Optional, Protocol, Tuple, Type
 
 import numpy as np
 
@@ -23,7 +23,7 @@ from ..volume import Volume
 class RunReport:
     """What one run did; every method extends it with what it measured.
 
-    The first fields come from training; the last four are filled in when the run is
+    The first fields come from training; the next four are filled in when the run is
     placed in its volume (slice axis, modality) and its options (preset, seed).
     """
 
@@ -38,6 +38,7 @@ class RunReport:
     modality: Optional[str] = None
     preset: Optional[str] = None
     seed: Optional[int] = None
+    warning: Optional[str] = None  # for the user, when the output needs a careful look
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
@@ -54,12 +55,14 @@ class Method(Protocol):
     config_class: Type
     presets: Mapping[str, Mapping[str, Any]]  # keys: options.PRESETS
     default_for: Tuple[str, ...]  # modalities for which ``auto`` picks this method
+    series: bool  # it takes 4-D series of volumes (and only those)
 
-    def config(self, preset: str, **overrides: Any) -> Any:
-        """The config of ``preset`` with the non-None ``overrides``; ValueError if invalid."""
+    def config(self, options: DenoiseOptions) -> Any:
+        """The config ``options`` ask for (its preset, with the options that override
+        it); ValueError if invalid."""
 
-    def slice_axis(self, volume: Volume, requested: Union[str, int]) -> int:
-        """The array axis the method treats as slices or frames."""
+    def stack_shape(self, volume: Volume, options: DenoiseOptions) -> Tuple[int, int, int]:
+        """The ``(D, H, W)`` stack of 2-D images the method trains on and denoises."""
 
     def denoise(self, volume: Volume, config: Any, options: DenoiseOptions,
                 modality: Optional[str], progress: Optional[ProgressCallback] = None,
@@ -81,3 +84,14 @@ def preset_config(config_class, presets: Mapping[str, Mapping[str, Any]], preset
     values = dict(presets[preset])
     values.update({k: v for k, v in overrides.items() if v is not None})
     return config_class(**values)
+
+
+def training_overrides(options: DenoiseOptions) -> Dict[str, Any]:
+    """What every learned method takes from the options besides the preset."""
+    return dict(steps=options.steps, max_seconds=options.max_seconds, seed=options.seed,
+                device=options.device)
+
+
+def stack_of(shape: Tuple[int, ...], axis: int) -> Tuple[int, int, int]:
+    """The ``(D, H, W)`` shape of a 3-D ``shape`` cut along ``axis``."""
+    return (shape[axis],) + tuple(n for i, n in enumerate(shape[:3]) if i != axis)

@@ -9,16 +9,9 @@ MRI with 1 % Rician noise 40.0 -> 39.2 dB, CT at 1e6 photons 47.9 -> 44.5 dB).
 The guard is a local Wiener gain on the method noise ``r = x - f(x)``, per in-plane
 frequency band: where the local energy of a band of ``r`` exceeds ``factor`` times that
 band's noise energy, the excess fraction of ``r`` goes back into the output.  The noise
-energy of each band comes from second differences across slices, whose noise is
-independent (the premise of NS-N2N): the median absolute band value of
-``x_{k+1} - 2 x_k + x_{k-1}`` is ``sqrt(6)`` noise standard deviations, and anatomy that
-drifts linearly from slice to slice cancels (first differences overestimated the noise of
-the coarse band 8-fold on the CT phantom at 1e6 photons, second differences 5-fold).
-Voxels that do not change at all (outside a CT reconstruction circle, zero-filled
-backgrounds) carry no noise and are left out of that median, otherwise they halve the
-estimate on CT.  What anatomy is left in the differences inflates the estimate, so the
-guard errs toward the network output.  Each band's gain lies in [0, 1]: 0 keeps the
-network output, 1 the input.
+energy of each band is the caller's (``noise.estimate_noise`` for NS-N2N: second
+differences across slices where the anatomy is flat).  Each band's gain lies in [0, 1]:
+0 keeps the network output, 1 the input.
 """
 
 from __future__ import annotations
@@ -29,7 +22,6 @@ import numpy as np
 import torch
 
 from ..filters import gaussian_lowpass, split_bands
-from ..noise import band_noise_std
 from ..runtime import CancelEvent, check_cancel
 
 # Band edges (Gaussian sigma, px), the local-energy window (px) and the factor, chosen on
@@ -44,17 +36,17 @@ FACTOR = 2.0
 def residual_guard(noisy: np.ndarray, denoised: np.ndarray, factor: float = FACTOR,
                    window: float = WINDOW, chunk: int = 32, inplace: bool = False,
                    cancel: Optional[CancelEvent] = None,
-                   scales: Sequence[float] = BAND_SCALES,
-                   noise_std: Optional[Sequence[float]] = None) -> Tuple[np.ndarray, float]:
+                   scales: Sequence[float] = BAND_SCALES, *,
+                   noise_std: Sequence[float]) -> Tuple[np.ndarray, float]:
     """``denoised`` plus the parts of ``noisy - denoised`` that stand out from the noise.
 
     Both stacks are ``(D, H, W)``, slice axis first, on the same intensity scale.  Returns
     the guarded stack and the fraction of the removed energy that was given back (0 when
     nothing was, 1 when the input came back unchanged).  ``inplace`` writes into
     ``denoised`` (float32) instead of a new array: one volume less in memory on a large CT.
-    ``noise_std`` per band of ``split_bands(..., scales)``; by default from second
-    differences across slices (:func:`band_noise_std`), which needs noise independent
-    across slices; callers whose noise is not (ultrasound frames) pass their own.
+    ``noise_std`` is the noise's standard deviation in each band of
+    ``split_bands(..., scales)`` (``noise.NoiseEstimate.bands`` for noise independent
+    across slices; ultrasound frames measure their own).
     """
     if noisy.shape != denoised.shape:
         raise ValueError(f"shapes differ: {noisy.shape} vs {denoised.shape}")
@@ -62,8 +54,6 @@ def residual_guard(noisy: np.ndarray, denoised: np.ndarray, factor: float = FACT
         raise ValueError("factor and window must be > 0")
     if inplace and denoised.dtype != np.float32:
         raise ValueError("inplace needs a float32 stack")
-    if noise_std is None:
-        noise_std = band_noise_std(noisy, scales, chunk)
     if len(noise_std) != len(scales) + 1:
         raise ValueError(f"need {len(scales) + 1} band noise levels, got {len(noise_std)}")
     output = denoised if inplace else np.empty_like(denoised, dtype=np.float32)

@@ -8,10 +8,9 @@ noise-free, so the weights find the voxels with the same anatomy far better than
 patches do, and the values themselves come from the data, so the network's smoothing of
 anatomy that changes between slices (its z-bias) is not copied into the output.
 
-``h^2`` is ``strength`` x the patch size x the noise variance per voxel, which comes from
-second differences across slices like the Wiener stage's
-(``noise.coefficient_noise_variance``): on a nearly clean volume it goes to zero, so
-only voxels whose guide patches are practically identical are averaged.  Measured on saved
+``h^2`` is ``strength`` x the patch size x the noise variance per voxel (the caller's;
+``noise.estimate_noise`` for NS-N2N): on a nearly clean volume it goes to zero, so only
+voxels whose guide patches are practically identical are averaged.  Measured on saved
 `balanced` outputs (2026-11-23, inside the head/body mask, MRI 5 % / 10 %, CT 1e4 / 5e3):
 the Wiener stage alone 35.10 / 31.52 / 39.01 / 37.30 dB, this stage alone 34.37 / 31.79 /
 42.05 / 40.56, the mean of both (the product) 35.64 / 32.28 / 41.21 / 39.55.  The search
@@ -33,7 +32,11 @@ from ..runtime import CancelEvent, ProgressCallback, check_cancel, report_pace
 
 SEARCH = (2, 5, 5)  # search radius (slices, rows, columns)
 PATCH = (3, 5, 5)  # patch whose guide distance weighs a voxel
-STRENGTH = 0.3
+# 0.3 until 2026-12-04, chosen on the four synthetic benchmark cases with the noise
+# estimate of the time, which read MRI 10 % 20 % low; with noise.estimate_noise (0.95x
+# there) 0.3 oversmoothed it by 0.4 dB, and 0.2 keeps all four cases within 0.1 dB of
+# their earlier `fast` results (docs/nsn2n.md, "Noise estimate").
+STRENGTH = 0.2
 CHUNK = 8  # output slices per step: bounds the temporaries on large volumes
 
 

@@ -14,16 +14,12 @@ saved 600-step outputs inside the head/body, patches every 4 / 3 / 2 px: MRI 5 %
 for 2 M voxels; every 2 px is the default.  ``python -m benchmarks ablation`` measures it
 as shipped.
 
-The noise variance of each coefficient comes from second differences across slices, like
-the residual guard's band noise (``noise.band_noise_std``): noise independent across slices makes the
-in-plane 2-D DCT of ``x_{k+1} - 2 x_k + x_{k-1}`` carry ``6 s^2`` per coefficient, and white
-along the slice axis, so every through-plane frequency has the in-plane one's variance.
-That keeps in-plane correlated noise (CT) correct coefficient by coefficient (within 10 %
-of the true per-coefficient noise inside the CT phantom's body at 1e4 photons) and does not
-depend on the pilot.  A robust estimate from ``x - pilot`` instead (saved 600-step outputs,
-every 4 px) scored 34.26 dB on MRI 5 % and 38.98 dB on CT 1e4: it underestimates the noise
-where the residual is zero outside the body, which happened to suit CT; not chosen, since
-it depends on how much the network removed.
+The noise variance of each coefficient is the caller's (``noise.NoiseEstimate``: noise
+independent across slices is white along them, so every through-plane frequency has the
+in-plane spectrum, and in-plane correlated noise (CT) is handled coefficient by
+coefficient).  It does not depend on the pilot: a robust estimate from ``x - pilot``
+instead (saved 600-step outputs, every 4 px) scored 34.26 dB on MRI 5 % and 38.98 dB on CT
+1e4: it depends on how much the network removed.
 """
 
 from __future__ import annotations
@@ -35,7 +31,6 @@ import numpy as np
 import torch
 
 from ..filters import dct_basis, padded_index
-from ..noise import coefficient_noise_variance
 from ..runtime import CancelEvent, ProgressCallback, check_cancel, report_pace
 
 PATCH = (8, 8, 8)
@@ -44,8 +39,8 @@ BAND_PATCHES = 40_000  # patches per step: ~80 MB for each of a few temporaries
 
 
 def empirical_wiener(noisy: np.ndarray, pilot: np.ndarray,
-                     patch: Tuple[int, int, int] = PATCH, stride: int = STRIDE,
-                     noise_variance: Optional[torch.Tensor] = None, inplace: bool = False,
+                     noise_variance: torch.Tensor, patch: Tuple[int, int, int] = PATCH,
+                     stride: int = STRIDE, inplace: bool = False,
                      progress: Optional[ProgressCallback] = None,
                      cancel: Optional[CancelEvent] = None) -> np.ndarray:
     """Wiener-filter ``noisy`` with ``pilot`` as the signal estimate; both ``(D, H, W)``
@@ -65,8 +60,6 @@ def empirical_wiener(noisy: np.ndarray, pilot: np.ndarray,
     patch = tuple(min(p, n) for p, n in zip(patch, noisy.shape))
     pz, py, px = patch
     sz, sy, sx = (min(stride, p) for p in patch)  # no gaps between patches
-    if noise_variance is None:
-        noise_variance = coefficient_noise_variance(noisy, patch)
     noiseless = noise_variance <= 0  # a coefficient without noise is kept as it is
     cz, cy, cx = dct_basis(pz), dct_basis(py), dct_basis(px)
     z_index = padded_index(depth, pz, sz)

@@ -61,7 +61,7 @@ from ...runtime import (CancelEvent, Progress, ProgressCallback, autocast_dtype,
                         report_pace, resolve_device)
 from ...training import Schedule, train
 from ...volume import Volume, cast_like, check_voxels, resolve_slice_axis
-from ..base import RunReport
+from ..base import RunReport, stack_of, training_overrides
 from .config import PRESETS, Speckle2SelfConfig, config_for
 from .losses import speckle2self_loss
 from .msp import SCALES, augment, minmax_normalize, perturb, random_affines
@@ -266,12 +266,16 @@ class Speckle2Self:
     config_class = Speckle2SelfConfig
     presets = PRESETS
     default_for: Tuple[str, ...] = ("US",)  # docs/speckle2self.md, benchmark verdicts
+    series = False
 
-    def config(self, preset: str, **overrides) -> Speckle2SelfConfig:
-        return config_for(preset, **overrides)
+    def config(self, options: DenoiseOptions) -> Speckle2SelfConfig:
+        return config_for(options.preset, **training_overrides(options))
 
     def slice_axis(self, volume: Volume, requested: Union[str, int]) -> int:
         return resolve_slice_axis(volume.geometry, requested, volume.array.shape[:3])
+
+    def stack_shape(self, volume: Volume, options: DenoiseOptions) -> Tuple[int, int, int]:
+        return stack_of(volume.array.shape, self.slice_axis(volume, options.slice_axis))
 
     def denoise(self, volume: Volume, config: Speckle2SelfConfig, options: DenoiseOptions,
                 modality: Optional[str], progress: Optional[ProgressCallback] = None,
@@ -279,6 +283,9 @@ class Speckle2Self:
                 reference: Optional[np.ndarray] = None) -> Tuple[Volume, Speckle2SelfReport]:
         if reference is not None:
             raise ValueError("Speckle2Self has no supervised mode")
+        if volume.dimension == 4:
+            raise InputError("a series of volumes (4-D) cannot be denoised frame by frame "
+                             "here; give Speckle2Self a 2-D image, a cine or a sweep")
         array, converted = volume.array, volume.components > 1
         if converted:
             log.warning("the image has %d colour components; converted to gray (BT.601 "

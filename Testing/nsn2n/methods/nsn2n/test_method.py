@@ -107,3 +107,31 @@ def test_runtime_estimate_is_measured_and_grows_with_the_work():
     long = estimate_seconds((80, 64, 64), NSN2NConfig(**dict(TINY, steps=10_000)))
     assert 0 < short < long < float("inf")
     assert torch.equal(torch.random.get_rng_state(), state)  # no global side effect
+
+
+def test_back_off_gives_back_removed_anatomy_until_the_check_passes():
+    import torch
+
+    from nsn2n.methods.nsn2n.method import back_off
+    from nsn2n.noise import NoiseEstimate, band_stds
+    from nsn2n.refine.guard import BAND_SCALES
+
+    rng = np.random.default_rng(0)
+    clean = np.zeros((8, 48, 48), np.float32)
+    clean[:, 12:36, 12:36] = 1.0
+    clean[:, 20:28, 4:44] = 0.5
+    noisy = (clean + rng.normal(0, 0.05, clean.shape)).astype(np.float32)
+    lost = np.full_like(noisy, float(noisy.mean()))  # a "denoiser" that kept nothing
+    spectrum = torch.full((8, 8), 0.05 ** 2)
+    noise = NoiseEstimate(0.05, spectrum, band_stds(spectrum, BAND_SCALES), 0.05)
+    config = config_for("fast", guard_factor=64.0)  # a first guard that gave back nothing
+    output, check, backoffs = back_off(noisy, lost.copy(), noise, config)
+    assert backoffs >= 1
+    assert np.abs(output - clean).mean() < 0.5 * np.abs(lost - clean).mean()
+    assert check.ratio < metrics_ratio(noisy, lost, 0.05)
+
+
+def metrics_ratio(noisy, output, sigma):
+    from nsn2n.metrics import method_noise
+
+    return method_noise(noisy, output, sigma).ratio
