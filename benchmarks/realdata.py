@@ -105,6 +105,14 @@ class Scored:
     sigma: float
     data_range: float
 
+    @classmethod
+    def of(cls, noisy: np.ndarray, reference: np.ndarray, repeat: np.ndarray) -> "Scored":
+        """Scoring inside the reference's head mask, sigma from the pair, the range the
+        reference's 99.9th percentile there."""
+        mask = head_mask(reference)
+        return cls(noisy, reference, repeat, mask, pair_sigma(noisy, repeat, mask),
+                   float(np.percentile(reference[mask], 99.9)))
+
     def row(self, name: str, method: str, output: np.ndarray, seconds: float,
             note: str = "") -> RealRow:
         output = output.astype(np.float64)
@@ -125,10 +133,7 @@ def load(folder: Path, spec: RealSet) -> Tuple[Volume, Scored]:
     volume = read_volume(folder / spec.input)
     reference = read_volume(folder / spec.reference).array.astype(np.float64)
     repeat = read_volume(folder / spec.repeat).array.astype(np.float64)
-    mask = head_mask(reference)
-    noisy = volume.array.astype(np.float64)
-    return volume, Scored(noisy, reference, repeat, mask, pair_sigma(noisy, repeat, mask),
-                          float(np.percentile(reference[mask], 99.9)))
+    return volume, Scored.of(volume.array.astype(np.float64), reference, repeat)
 
 
 def blind_sigma(noisy: np.ndarray) -> float:
@@ -196,12 +201,8 @@ def series_rows(folder: Path, presets: List[str], seed: int, with_filters: bool,
                 log) -> List[RealRow]:
     series = read_volume(folder / SERIES_FILE)
     values = series.array.astype(np.float64)
-    reference = values[SERIES_REFERENCE].mean(0)
-    mask = head_mask(reference)
     noisy = values[SERIES_TEST]
-    repeat = values[SERIES_REPEAT]
-    scored = Scored(noisy, reference, repeat, mask, pair_sigma(noisy, repeat, mask),
-                    float(np.percentile(reference[mask], 99.9)))
+    scored = Scored.of(noisy, values[SERIES_REFERENCE].mean(0), values[SERIES_REPEAT])
     name = f"ASL series: vol {SERIES_TEST} from vols 0-{SERIES_USED - 1}"
     used = values[:SERIES_USED]
     as_dipy = np.ascontiguousarray(np.moveaxis(used, 0, -1))  # (k, j, i, t)

@@ -20,6 +20,7 @@ import numpy as np
 RATIO_LIMIT = 1.2
 STRUCTURE_LIMIT = 0.2
 
+
 def data_range(clean: np.ndarray) -> float:
     return float(clean.max() - clean.min())
 

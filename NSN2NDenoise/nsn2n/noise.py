@@ -101,18 +101,21 @@ class NoiseEstimate:
 BIMODAL = 0.75
 
 
-def repeats_sigma(stacks: Sequence[np.ndarray]) -> float:
+def repeats_sigma(stacks: Sequence[np.ndarray],
+                  tissue: Optional[Sequence[torch.Tensor]] = None) -> float:
     """The noise of stacks of repeated images of one anatomy ``(T, H, W)``, as repeats
-    measure it: from second differences along time over all the anatomy.  Unlike
-    :func:`estimate_noise` it needs no flat voxels (the anatomy does not change between
-    repeats) and no cap from the air: physiological fluctuation (pulsation, breathing)
-    differs between repeats as the thermal noise does, so it counts."""
+    measure it: from second differences along time over all the anatomy (``tissue``, one
+    mask per stack; by default :func:`tissue_mask`).  Unlike :func:`estimate_noise` it
+    needs no flat voxels (the anatomy does not change between repeats) and no cap from the
+    air: physiological fluctuation (pulsation, breathing) differs between repeats as the
+    thermal noise does, so it counts."""
     values = []
-    for stack in stacks:
+    for index, stack in enumerate(stacks):
         if len(stack) >= 3:
             x = torch.from_numpy(np.asarray(stack, dtype=np.float32))
+            mask = tissue_mask(x) if tissue is None else tissue[index]
             second = (x[2:] - 2 * x[1:-1] + x[:-2]) / 6 ** 0.5
-            values.append(second[tissue_mask(x)[1:-1]])
+            values.append(second[mask[1:-1]])
     return robust_std(torch.cat(values)) if values else 0.0
 
 

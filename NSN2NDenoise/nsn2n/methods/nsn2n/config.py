@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Dict, Optional, Tuple
+from typing import Dict, Optional
 
 from ...refine.guard import FACTOR as GUARD_FACTOR
-from ...refine.nonlocal_means import SEARCH as NONLOCAL_SEARCH
 from ...refine.nonlocal_means import STRENGTH as NONLOCAL_STRENGTH
 from ...refine.wiener import STRIDE as WIENER_STRIDE
 from ...symmetry import TTA_ELEMENTS
@@ -36,7 +35,6 @@ class NSN2NConfig:
     average_tail: float = 0.25  # fraction of the budget whose weights are averaged
     wiener_stride: int = WIENER_STRIDE  # patch spacing of the Wiener stage; 0: off
     nonlocal_strength: float = NONLOCAL_STRENGTH  # guided non-local means; 0: off
-    nonlocal_search: Tuple[int, int, int] = NONLOCAL_SEARCH  # its radius (slices, rows, cols)
     guard_factor: float = GUARD_FACTOR  # 0 turns the residual guard off
     seed: int = 0
     device: str = "auto"
@@ -61,8 +59,6 @@ class NSN2NConfig:
             (0 <= self.average_tail < 1, "average_tail must be in [0, 1)"),
             (0 <= self.wiener_stride <= 8, "wiener_stride must be in 0..8"),
             (self.nonlocal_strength >= 0, "nonlocal_strength must be >= 0"),
-            (len(self.nonlocal_search) == 3 and min(self.nonlocal_search) >= 0,
-             "nonlocal_search must be three radii >= 0"),
             (self.guard_factor >= 0, "guard_factor must be >= 0"),
         ]
         for ok, message in checks:

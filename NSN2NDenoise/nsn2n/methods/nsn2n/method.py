@@ -229,8 +229,8 @@ def refine(slices: np.ndarray, network_output: np.ndarray, noise: NoiseEstimate,
     guided = None
     if config.nonlocal_strength > 0:  # before the guard and the Wiener stage overwrite it
         guided = guided_nonlocal_means(slices, network_output, noise.sigma ** 2,
-                                       config.nonlocal_strength, config.nonlocal_search,
-                                       progress=progress, cancel=cancel)
+                                       config.nonlocal_strength, progress=progress,
+                                       cancel=cancel)
     denoised = network_output
     if config.wiener_stride > 0:
         pilot = denoised

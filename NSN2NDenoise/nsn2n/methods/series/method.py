@@ -31,7 +31,7 @@ from ...errors import InputError
 from ...options import DenoiseOptions
 from ...runtime import CancelEvent, ProgressCallback
 from ...volume import Volume, cast_like, resolve_slice_axis
-from ..base import training_overrides
+from ..base import stack_of, training_overrides
 from ...inference import predict_volume
 from ...nets import UNet2d
 from ...noise import estimate_noise, repeats_sigma, tissue_mask
@@ -70,6 +70,8 @@ class Repeats:
                                                                              np.float64)])
                      for s in self.stacks]
         self.context = context
+        # The anatomy of each stack: what both noise measures below are taken over.
+        self.tissue = [tissue_mask(torch.from_numpy(stack)) for stack in self.stacks]
 
     def mean_around(self, group: int, index: int, leave_out: Sequence[int],
                     window=(slice(None), slice(None))) -> np.ndarray:
@@ -90,7 +92,7 @@ class Repeats:
         for group, stack in enumerate(self.stacks):
             if len(stack) < 2:
                 continue
-            mask = tissue_mask(torch.from_numpy(stack)).numpy()
+            mask = self.tissue[group].numpy()
             for t in range(len(stack)):
                 others = min(len(stack) - 1, t + self.context) - max(0, t - self.context)
                 difference = stack[t][mask[t]] - self.mean_around(group, t, (t,))[mask[t]]
@@ -125,7 +127,7 @@ def fit_predict(stacks: Sequence[np.ndarray], config: SeriesConfig, progress=Non
     whole = np.concatenate(repeats.stacks)
     # The shape of the noise from the images, its level from the repeats (noise.py).
     noise = estimate_noise(whole, BAND_SCALES, magnitude).at_sigma(
-        repeats_sigma(repeats.stacks))
+        repeats_sigma(repeats.stacks, repeats.tissue))
     check_cancel(cancel)
     with torch.random.fork_rng(devices=[]):  # seeded init without touching global state
         torch.manual_seed(config.seed)
@@ -213,10 +215,9 @@ class Series:
 
     def stack_shape(self, volume: Volume, options: DenoiseOptions) -> Tuple[int, int, int]:
         self._check(volume, options.series_stride)
-        count, *shape = volume.array.shape
-        axis = self.slice_axis(volume, options.slice_axis)
-        plane = [n for i, n in enumerate(shape) if i != axis]
-        return (count * shape[axis], plane[0], plane[1])
+        depth, rows, cols = stack_of(volume.array.shape[1:],
+                                     self.slice_axis(volume, options.slice_axis))
+        return (volume.array.shape[0] * depth, rows, cols)
 
     @staticmethod
     def _check(volume: Volume, stride: int) -> None:
