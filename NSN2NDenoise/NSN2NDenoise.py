@@ -151,24 +151,29 @@ class NSN2NDenoiseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         p = self._parameterNode
         options = panel_options(p, self.ui.deviceComboBox.currentData)
-        if not self._confirmCpuTime(p, options):
+        estimated = None
+        with slicer.util.tryWithErrorDisplay(_("Could not estimate the run time."),
+                                             waitCursor=True):
+            estimated = self.logic.estimate(p.inputVolume, options)
+        if estimated is None or not self._confirmLongRun(estimated.seconds):
             return
+        self.ui.statusLabel.text = _("Expected to take about {s:.0f} s.").format(
+            s=estimated.seconds)
         with slicer.util.tryWithErrorDisplay(_("Could not start denoising."), waitCursor=True):
             self.logic.process(p.inputVolume, p.outputVolume, waitForCompletion=False,
                                progressCallback=self._onProgress, onFinished=self._onFinished,
                                onError=self._onError, onCancelled=self._onCancelled,
-                               options=options)
+                               estimated=estimated, options=options)
             self.processing.handle("start")
             self.ui.progressBar.show()
             self._timer.start()
         self._updateButtons()
 
-    def _confirmCpuTime(self, p, options):
-        seconds = self.logic.estimateSeconds(p.inputVolume, options)
-        if seconds is None or seconds < 60:
+    def _confirmLongRun(self, seconds):
+        if seconds < 60:
             return True
         return slicer.util.confirmOkCancelDisplay(
-            _("No GPU is in use: denoising will take about {minutes} minutes on this CPU. "
+            _("Denoising will take about {minutes} minutes on this computer. "
               "Continue?").format(minutes=max(1, round(seconds / 60))))
 
     def _poll(self):

@@ -7,6 +7,7 @@ import sys
 from typing import List, Optional
 
 from .report import DOCS
+from .speed import CASES as SPEED_CASES
 
 EPILOG = """examples:
   python -m benchmarks synthetic --presets fast,balanced --docs docs/benchmarks.md
@@ -17,6 +18,7 @@ EPILOG = """examples:
   python -m benchmarks memory             # peak memory for a 512x512x300 int16 CT
   python -m benchmarks merge a/synthetic.json b/synthetic.json --docs docs/benchmarks.md
   python -m benchmarks real               # real acquisitions with repeats (shared/realdata)
+  python -m benchmarks speed              # presets x precision paths: time, estimate, memory
   python -m benchmarks ultrasound         # Speckle2Self, simulated speckle and real files
   python -m benchmarks pretrain-speckle2self FILE   # remake the shipped weights
 """
@@ -64,6 +66,21 @@ def build_parser() -> argparse.ArgumentParser:
     real.add_argument("--product-only", action="store_true", help="skip every filter")
     real.add_argument("--no-series", action="store_true",
                       help="skip the series section (the multi-volume method)")
+    speed = command("speed", "every preset on the fp32 (and native bf16) path: time against "
+                    "BM4D's, the estimate, each phase, peak memory, quality")
+    speed.add_argument("--cases", default=",".join(SPEED_CASES))
+    speed.add_argument("--presets", default="fast,balanced,best")
+    speed.add_argument("--precisions", help="comma-separated (default: fp32, and bf16 "
+                       "where the CPU runs it natively)")
+    speed.add_argument("--no-bm4d", action="store_true", help="skip BM4D")
+    speed.add_argument("--data", default=None, help="folder of the real sets")
+    one = commands.add_parser("speed-run", help="one run of the speed benchmark (its child "
+                              "process): prints its row as JSON")
+    one.add_argument("--case", required=True, choices=SPEED_CASES)
+    one.add_argument("--preset", required=True)
+    one.add_argument("--precision", required=True)
+    one.add_argument("--seed", type=int, default=0)
+    one.add_argument("--data", default=None)
     ultrasound = command("ultrasound", "Speckle2Self on simulated speckle and real files")
     ultrasound.add_argument("--cases", default="us-fine,us-coarse")
     ultrasound.add_argument("--preset", default="balanced")
@@ -89,6 +106,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         from .synthetic import memory as run
     elif args.kind == "real":
         from .realdata import run
+    elif args.kind == "speed":
+        from .speed import run
+    elif args.kind == "speed-run":
+        from .speed import child as run
     elif args.kind == "ultrasound":
         from .ultrasound import run
     else:

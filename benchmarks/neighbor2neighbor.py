@@ -72,5 +72,6 @@ def fit_predict(frames: np.ndarray, seconds: float, seed: int = 0, patch: int = 
         return ((out - g2) ** 2).mean() + gamma * ((out - g2 - (f1 - f2)) ** 2).mean()
 
     result = train(model, batch_loss, Schedule(10 ** 7, seconds, 1e-3), average_tail=0.25)
-    out = predict_volume(result.averaged, normalized[:, 0].numpy(), device_, multiple=8)
+    out = predict_volume(result.averaged, normalized[:, 0].numpy(), device_, multiple=8,
+                         dtype=dtype)
     return (low[:, 0] + torch.from_numpy(out) * (high - low)[:, 0]).numpy()

@@ -52,7 +52,7 @@ class NSN2NDenoiseLogic:
             logic.process(node, preset="fast", seed=0)
 
     Options are the fields of ``nsn2n.options.DenoiseOptions`` (``preset``, ``device``,
-    ``seed``, ``slice_axis``, ``method``, ``bias_correction``, ``steps``,
+    ``precision``, ``seed``, ``slice_axis``, ``method``, ``bias_correction``, ``steps``,
     ``max_minutes``, ``modality``), given as keywords or as ``options=``.
     """
 
@@ -68,7 +68,8 @@ class NSN2NDenoiseLogic:
                 progressCallback: Optional[Callable] = None,
                 onFinished: Optional[Callable] = None, onError: Optional[Callable] = None,
                 onCancelled: Optional[Callable] = None,
-                cancelEvent: Optional[threading.Event] = None, options=None, **values):
+                cancelEvent: Optional[threading.Event] = None, estimated=None,
+                options=None, **values):
         """Denoise ``inputVolume`` into ``outputVolume`` (a new node when None) with
         ``options`` and/or option ``values`` (see the class docstring).
 
@@ -78,6 +79,8 @@ class NSN2NDenoiseLogic:
         False; ``onFinished(outputNode, report)`` then delivers the node, and the return
         value is ``outputVolume`` as given (None when a new node will be created).
         Nothing is added to or changed in the scene before the result is complete.
+        ``estimated``: the :meth:`estimate` shown before the run; the report records it
+        and progress then counts down the whole run.
         """
         from nsn2n.errors import InputError
         from nsn2n.pipeline import denoise, validate
@@ -92,7 +95,7 @@ class NSN2NDenoiseLogic:
         volume = volume_from_node(inputVolume)  # copied on the calling (main) thread
 
         def work(progress, cancel):
-            return denoise(volume, chosen, progress, cancel)
+            return denoise(volume, chosen, progress, cancel, estimated=estimated)
 
         if waitForCompletion:
             result, report = work(progressCallback, cancelEvent)
@@ -126,15 +129,12 @@ class NSN2NDenoiseLogic:
             self.job = None
 
     @staticmethod
-    def estimateSeconds(inputVolume, options=None, **values) -> Optional[float]:
-        """Expected run time on the CPU, or None when the run will use a GPU."""
-        from nsn2n.pipeline import estimate_seconds
-        from nsn2n.runtime import resolve_device
+    def estimate(inputVolume, options=None, **values):
+        """The expected run time (``nsn2n.runtime.Estimate``, per phase; ``.seconds``),
+        measured on the device the run will use; takes a second or two."""
+        from nsn2n.pipeline import estimate
 
-        chosen = engine_options(options, **values)
-        if resolve_device(chosen.device).type != "cpu":
-            return None
-        return estimate_seconds(volume_from_node(inputVolume), chosen)
+        return estimate(volume_from_node(inputVolume), engine_options(options, **values))
 
     @staticmethod
     def deviceChoices():

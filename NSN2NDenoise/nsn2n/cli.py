@@ -15,7 +15,8 @@ import sys
 from typing import List, Optional
 
 from .errors import Cancelled, InputError
-from .options import BIAS_CORRECTION, METHODS, MODALITIES, PRESETS, SLICE_AXES, DenoiseOptions
+from .options import (BIAS_CORRECTION, METHODS, MODALITIES, PRECISIONS, PRESETS, SLICE_AXES,
+                      DenoiseOptions)
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_CANCELLED = 0, 1, 2, 130
 
@@ -39,10 +40,14 @@ def build_parser() -> argparse.ArgumentParser:
                      "images, cines and RGB (converted to gray)")
     run.add_argument("--preset", default="balanced", choices=PRESETS)
     run.add_argument("--steps", type=int, help="training steps (overrides the preset)")
-    run.add_argument("--max-minutes", type=float, help="cap on training time; results then "
+    run.add_argument("--max-minutes", type=float, help="time budget for the whole run: "
+                     "training stops early enough to finish within it; results then "
                      "depend on machine speed")
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    run.add_argument("--precision", default="auto", choices=PRECISIONS,
+                     help="auto: bf16 where the hardware runs it natively, fp16 on other "
+                     "CUDA GPUs, else fp32; fp32 forces full precision on any machine")
     run.add_argument("--slice-axis", default="auto", choices=SLICE_AXES,
                      help="array axis across slices or frames: auto (largest spacing; "
                      "ties and single images: axis 0), 0, 1 or 2")
@@ -107,7 +112,8 @@ class _Reporter:
 
 def _denoise(args) -> int:
     from .intensity import to_gray
-    from .pipeline import denoise, validate
+    from .pipeline import denoise, estimate, validate
+    from .runtime import Progress
     from .preview import check_png_path, montage, write_png
     from .volume import check_output_path, check_writable_folder, read_volume, write_volume
 
@@ -120,8 +126,14 @@ def _denoise(args) -> int:
         check_writable_folder(args.report)
     volume = read_volume(args.input)
     reporter = _Reporter(args.progress)
+    estimated = estimate(volume, options)
+    if reporter.mode == "json":  # a progress line whose time left is the whole estimate
+        reporter(Progress("estimate", 0, 0, float("nan"), 0.0, estimated.seconds))
+    elif reporter.mode == "bar":
+        print(f"nsn2n: this run should take about {duration(estimated.seconds)}",
+              file=sys.stderr)
     try:  # Ctrl-C raises KeyboardInterrupt here, before anything is written
-        result, report = denoise(volume, options, progress=reporter)
+        result, report = denoise(volume, options, progress=reporter, estimated=estimated)
     finally:
         reporter.close()
     write_volume(result, args.output)
@@ -143,6 +155,14 @@ def _denoise(args) -> int:
     if report.warning:
         logging.getLogger("nsn2n").warning("warning: %s", report.warning)
     return EXIT_OK
+
+
+def duration(seconds: float) -> str:
+    """``seconds`` as a person reads it: "40 s", "3 min 10 s"."""
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    return f"{seconds // 60} min {seconds % 60:02d} s"
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import logging
+import math
 import time
-from typing import List, Optional, Tuple
+from typing import Iterator, List, Optional, Tuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .runtime import (CancelEvent, ProgressCallback, autocast_dtype, check_cancel,
-                      report_pace)
+from .runtime import CancelEvent, ProgressCallback, autocast_dtype, check_cancel, report_pace
+
+log = logging.getLogger(__name__)
 from .symmetry import dihedral, inverse_dihedral
 
 
@@ -39,19 +42,86 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
     return x
 
 
-@torch.inference_mode()
 def predict_volume(model: torch.nn.Module, slices: np.ndarray, device: torch.device,
-                   multiple: int, transforms=(0,), batch: int = 8, tile: int = 384,
-                   margin: int = 32, progress: Optional[ProgressCallback] = None,
+                   multiple: int, transforms=(0,), batch: int = 8,
+                   tile: Optional[int] = None, margin: int = 32,
+                   dtype: Optional[torch.dtype] = None,
+                   progress: Optional[ProgressCallback] = None,
                    cancel: Optional[CancelEvent] = None) -> np.ndarray:
     """Denoise every slice of a ``(D, H, W)`` float32 stack, or of ``(D, C, H, W)`` for a
     network of ``C`` input channels; average over ``transforms``.
 
     ``transforms`` are dihedral group elements (test-time augmentation): the network was
     trained on all eight, so averaging its predictions over several is a cheap ensemble.
+    ``dtype``: the autocast type (``runtime.autocast_dtype``); None is fp32.  ``tile``:
+    the side of the tiles' cores; None sizes them to the device's free memory
+    (:func:`tile_side`).  When the device runs out of memory the run starts again with
+    tiles half as large, and on the CPU once they would be smaller than :data:`MIN_TILE`
+    (:func:`fallbacks`).
     """
+    if tile is None:
+        tile = tile_side(device, model, batch, margin)
+    for try_device, try_tile in fallbacks(device, tile):
+        try_dtype = dtype if try_device == device else autocast_dtype(try_device)
+        try:
+            return _predict(model, slices, try_device, multiple, transforms, batch, try_tile,
+                            margin, try_dtype, progress, cancel)
+        except RuntimeError as exc:  # torch.OutOfMemoryError is one
+            if not is_out_of_memory(exc):
+                raise
+            if try_device.type == "cuda":
+                torch.cuda.empty_cache()
+            log.warning("%s ran out of memory with %d px tiles; trying smaller tiles or "
+                        "the CPU", try_device, try_tile)
+    raise MemoryError("out of memory even with the smallest tiles on the CPU")
+
+
+# Tiles are never made smaller than this on a GPU (below it the margins cost more than
+# the cores) nor larger than MAX_TILE (no gain in throughput).
+MIN_TILE, MAX_TILE, CPU_TILE = 64, 1024, 384
+# Peak bytes per pixel of a tile and per channel of the network's first level, for
+# inference in fp32: 41 / 34 / 30 for UNet2d widths 8 / 16 / 32 (growth of the peak
+# resident memory of one batch of 8 tiles of 448 px on the CPU, 2026-12-04); 50 leaves
+# room for the allocator's fragmentation.
+BYTES_PER_PIXEL_CHANNEL = 50
+
+
+def tile_side(device: torch.device, model: torch.nn.Module, batch: int, margin: int,
+              free_bytes: Optional[int] = None) -> int:
+    """The tile core side for ``device``: :data:`CPU_TILE` on the CPU; on a GPU the
+    largest that lets a batch of tiles use half of the free memory."""
+    if device.type != "cuda" and free_bytes is None:
+        return CPU_TILE
+    if free_bytes is None:
+        free_bytes = torch.cuda.mem_get_info(device)[0]
+    channels = max(module.out_channels for module in model.modules()
+                   if isinstance(module, torch.nn.Conv2d) and module.in_channels <= 2)
+    per_pixel = batch * channels * BYTES_PER_PIXEL_CHANNEL
+    side = int(math.sqrt(0.5 * free_bytes / per_pixel)) - 2 * margin
+    return int(min(MAX_TILE, max(MIN_TILE, side // 32 * 32)))
+
+
+def fallbacks(device: torch.device, tile: int) -> Iterator[Tuple[torch.device, int]]:
+    """What to try, in order, when memory runs out: ``tile`` on ``device``, then halves of
+    it down to :data:`MIN_TILE`, then the CPU with its own tile."""
+    yield device, tile
+    while tile // 2 >= MIN_TILE:
+        tile //= 2
+        yield device, tile
+    if device.type != "cpu":
+        yield torch.device("cpu"), CPU_TILE
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
+
+
+@torch.inference_mode()
+def _predict(model: torch.nn.Module, slices: np.ndarray, device: torch.device, multiple: int,
+             transforms, batch: int, tile: int, margin: int, dtype: Optional[torch.dtype],
+             progress: Optional[ProgressCallback], cancel: Optional[CancelEvent]
+             ) -> np.ndarray:
     model = model.to(device).eval()
-    dtype = autocast_dtype(device)
     if slices.ndim == 3:
         slices = slices[:, None]
     depth, _, height, width = slices.shape

@@ -84,3 +84,14 @@ class UNet2d(nn.Module):
         for layer in rest:
             h = layer(h)
         return h
+
+
+class MeanOf(nn.Module):
+    """The mean output of several networks (an ensemble trained with different seeds)."""
+
+    def __init__(self, members):
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([member(x) for member in self.members]).mean(0)

@@ -19,6 +19,9 @@ PRESETS = ("fast", "balanced", "best")
 MODALITIES = ("CT", "MR", "US")
 SLICE_AXES = ("auto", "0", "1", "2")
 BIAS_CORRECTION = {"auto": None, "on": True, "off": False}
+# auto: bf16 where the hardware runs it natively (CUDA with bf16, CPUs with AVX512-BF16 or
+# AMX), fp16 with loss scaling on other CUDA GPUs, else fp32 (runtime.autocast_dtype).
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
@@ -34,9 +37,10 @@ class DenoiseOptions:
     method: str = "auto"
     preset: str = "balanced"
     steps: Optional[int] = None  # training steps; None: the preset's
-    max_minutes: Optional[float] = None  # a cap on training time
+    max_minutes: Optional[float] = None  # a time budget for the whole run
     seed: int = 0
     device: str = "auto"
+    precision: str = "auto"
     slice_axis: Union[str, int] = "auto"
     modality: Optional[str] = None
     bias_correction: Optional[bool] = None
@@ -71,6 +75,8 @@ class DenoiseOptions:
              f"seed must be a whole number >= 0, not {self.seed!r}"),
             (isinstance(self.device, str) and bool(_DEVICE.match(self.device.lower())),
              f"unknown device {self.device!r}; use auto, cpu, cuda, cuda:N or mps"),
+            (self.precision in PRECISIONS, f"unknown precision {self.precision!r}; choose "
+             "one of " + ", ".join(PRECISIONS)),
             (_is_int(self.series_stride) and self.series_stride >= 1,
              f"series stride must be a whole number >= 1, not {self.series_stride!r}"),
             (self.modality is None or str(self.modality).upper() in MODALITIES + ("MRI",),

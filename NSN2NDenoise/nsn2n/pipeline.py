@@ -9,6 +9,7 @@ picking the method from the registry and building its config; the method does th
 from __future__ import annotations
 
 import dataclasses
+import time
 from typing import Any, Optional, Tuple
 
 import numpy as np
@@ -17,7 +18,8 @@ from . import intensity
 from .errors import InputError
 from .methods import REGISTRY, Method, RunReport, method_of_config, resolve_method
 from .options import DenoiseOptions
-from .runtime import CancelEvent, ProgressCallback, resolve_device
+from .runtime import (CancelEvent, Estimate, ProgressCallback, RunClock, require_memory,
+                      resolve_device)
 from .volume import Volume, check_voxels
 
 
@@ -50,33 +52,69 @@ def method_for(volume: Volume, options: DenoiseOptions) -> Method:
                           volume.dimension == 4)
 
 
-def estimate_seconds(volume: Volume, options: DenoiseOptions) -> float:
-    """Expected wall time of ``denoise(volume, options)`` on this machine (a few timed
-    steps; takes a second or two)."""
+def estimate(volume: Volume, options: DenoiseOptions) -> Estimate:
+    """Expected wall seconds of ``denoise(volume, options)`` on this machine, per phase
+    (the method timed on small probes; takes a second or two)."""
+    check_voxels(volume.array)
     method = method_for(volume, options)
-    return method.estimate_seconds(method.stack_shape(volume, options),
-                                   config_for(method, options))
+    estimated = method.estimate(method.stack_shape(volume, options),
+                                config_for(method, options))
+    if options.max_seconds is None:
+        return estimated
+    phases = dict(estimated.phases)
+    phases["train"] = min(phases["train"], training_seconds(estimated, options.max_seconds))
+    return Estimate(phases)
+
+
+# Training never gets less than this share of a time budget, even when the other phases
+# are expected to take all of it (the budget is then overrun rather than the network left
+# untrained).
+MIN_TRAINING_SHARE = 0.1
+
+
+def training_seconds(estimated: Estimate, max_seconds: float) -> float:
+    """The training time that leaves ``max_seconds`` for the whole run: what the phases
+    after training are expected to take (``estimated``) comes off the budget."""
+    rest = estimated.seconds - estimated.phases.get("train", 0.0)
+    return max(MIN_TRAINING_SHARE * max_seconds, max_seconds - rest)
 
 
 def denoise(volume: Volume, options: DenoiseOptions = DenoiseOptions(),
             progress: Optional[ProgressCallback] = None,
             cancel: Optional[CancelEvent] = None, *,
+            estimated: Optional[Estimate] = None,
             method_config: Any = None,
             reference: Optional[np.ndarray] = None) -> Tuple[Volume, RunReport]:
     """Denoise ``volume``; returns the result (same geometry and pixel type) and a report.
+
+    ``estimated``: the :func:`estimate` shown to the user before the run.  It is recorded
+    in the report, and ``progress`` then gets the time left of the whole run
+    (``runtime.RunClock``) rather than of the current phase.  ``options.max_minutes``
+    bounds the whole run: training stops early enough to leave the phases after it their
+    estimated time (:func:`training_seconds`).
 
     ``method_config`` replaces the config built from ``options`` (and picks its method);
     ``reference`` (a clean array shaped like the volume) turns NS-N2N training
     supervised.  Both exist for the benchmarks' ablations and upper bound, so that those
     share every other step with the product.
     """
+    started = time.perf_counter()
     check_voxels(volume.array)
+    require_memory(volume.array.size)
     modality = modality_of(volume, options)
     if method_config is None:
         method = resolve_method(options.method, modality, volume.dimension == 4)
         config = config_for(method, options)
+        if options.max_seconds is not None:  # a budget for the run, not for training only
+            planned = estimated or estimate(volume, options)
+            left = options.max_seconds - (time.perf_counter() - started)
+            config = dataclasses.replace(config, max_seconds=training_seconds(planned, left))
     else:
         method, config = method_of_config(method_config), method_config
+    if estimated is not None and progress is not None:
+        progress = RunClock(estimated.phases, progress)
     result, report = method.denoise(volume, config, options, modality, progress, cancel,
                                     reference=reference)
-    return result, dataclasses.replace(report, preset=options.preset, seed=options.seed)
+    return result, dataclasses.replace(
+        report, preset=options.preset, seed=options.seed,
+        estimated_seconds=None if estimated is None else round(estimated.seconds, 1))

@@ -39,7 +39,20 @@ def test_denoise_writes_output_preview_and_report(tmp_path, ct_file, capsys):
     np.testing.assert_allclose(result.geometry.direction, source.geometry.direction, atol=1e-6)
     np.testing.assert_allclose(result.geometry.origin, source.geometry.origin, atol=1e-5)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert json.loads(report.read_text())["steps"] == 8
+    written = json.loads(report.read_text())
+    assert written["steps"] == 8 and written["estimated_seconds"] > 0
+    assert {"train", "predict", "wiener", "nonlocal", "guard"} <= set(written["phase_seconds"])
+    assert sum(written["phase_seconds"].values()) <= written["total_seconds"] + 0.05
+
+
+def test_precision_switch_forces_fp32_on_any_machine(tmp_path, ct_file):
+    report = tmp_path / "r.json"
+    assert main(["denoise", str(ct_file), str(tmp_path / "o.nrrd"), "--precision", "fp32",
+                 "--report", str(report)] + FAST) == 0
+    assert json.loads(report.read_text())["precision"] == "fp32"
+    with pytest.raises(SystemExit) as usage:  # argparse: exit status 2, one usage error
+        main(["denoise", str(ct_file), str(tmp_path / "p.nrrd"), "--precision", "fp64"])
+    assert usage.value.code == 2 and not (tmp_path / "p.nrrd").exists()
 
 
 def test_json_progress_lines(tmp_path, ct_file, capsys):
@@ -48,6 +61,9 @@ def test_json_progress_lines(tmp_path, ct_file, capsys):
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert {"prepare", "train", "predict", "refine"} <= {line["phase"] for line in lines}
     assert all({"step", "total", "loss", "remaining"} <= set(line) for line in lines)
+    # the estimate comes first; the time left then counts down the whole run
+    assert lines[0]["phase"] == "estimate" and lines[0]["remaining"] > 0
+    assert lines[-1]["remaining"] == 0.0
 
 
 def write(path, array, **kwargs):
@@ -187,6 +203,7 @@ def test_a_progress_bar_per_phase_on_stderr(tmp_path, ct_file, capsys):
                  "--progress", "bar"]) == 0
     err = capsys.readouterr().err
     assert "train" in err and "3/3" in err and "predict" in err
+    assert err.startswith("nsn2n: this run should take about ")
 
 
 def test_bias_correction_takes_auto_on_off_and_the_flag_alone_means_on():

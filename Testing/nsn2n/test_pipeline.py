@@ -4,7 +4,8 @@ import pytest
 from nsn2n.errors import InputError
 from nsn2n.methods.nsn2n.method import rician_sigma_for
 from nsn2n.options import DenoiseOptions
-from nsn2n.pipeline import denoise, estimate_seconds, method_for
+from nsn2n.pipeline import denoise, estimate, method_for, training_seconds
+from nsn2n.runtime import Estimate
 from nsn2n.volume import Geometry, Volume, resolve_slice_axis
 from Testing.simulators.volumes import add_rician
 
@@ -142,7 +143,7 @@ def test_single_2d_image_and_explicit_method():
 def test_estimate_follows_the_method():
     volume = Volume(np.random.default_rng(0).random((2, 32, 32)).astype(np.float32),
                     Geometry.identity(), "US")
-    assert estimate_seconds(volume, DenoiseOptions(method="speckle2self", steps=5)) > 0
+    assert estimate(volume, DenoiseOptions(method="speckle2self", steps=5)).seconds > 0
 
 
 def test_the_report_holds_the_noise_in_the_inputs_units_and_the_method_noise_check(phantom):
@@ -154,3 +155,19 @@ def test_the_report_holds_the_noise_in_the_inputs_units_and_the_method_noise_che
                                                      abs=1e-3)
     assert 0 <= report.structure_in_residual <= 1 and report.backoffs >= 0
     assert "noise" in report.summary() and report.to_dict()["noise_sigma"] == report.noise_sigma
+
+
+def test_a_time_budget_leaves_the_phases_after_training_their_time():
+    estimated = Estimate(dict(prepare=1.0, train=50.0, predict=4.0, refine=5.0))
+    assert training_seconds(estimated, 60.0) == pytest.approx(50.0)
+    assert training_seconds(estimated, 30.0) == pytest.approx(20.0)
+    assert training_seconds(estimated, 5.0) == pytest.approx(0.5)  # never nothing
+
+
+def test_max_minutes_bounds_the_estimate_and_the_training(phantom):
+    volume = Volume(phantom.astype(np.float32), Geometry.identity(), "MR")
+    unbounded = estimate(volume, DenoiseOptions(steps=10 ** 6))
+    bounded = estimate(volume, DenoiseOptions(steps=10 ** 6, max_minutes=0.05))
+    assert unbounded.phases["train"] > 3.0 >= bounded.phases["train"]
+    _, report = denoise(volume, DenoiseOptions(steps=10 ** 6, max_minutes=0.05))
+    assert report.steps < 10 ** 6 and report.train_seconds <= 3.0 + 1.0  # one step over

@@ -7,7 +7,7 @@ import torch
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from nsn2n.errors import Cancelled, InputError
-from nsn2n.training import Schedule, train
+from nsn2n.training import Schedule, grad_scaler, train
 
 
 def test_schedule_warms_up_decays_and_obeys_time():
@@ -163,3 +163,27 @@ def test_an_update_that_breaks_the_weights_right_before_a_snapshot_is_not_kept()
         hook.remove()
     assert result.recoveries >= 1 and result.steps == 150  # recovered, did not give up
     assert abs(float(result.averaged.weight)) < 10 and result.last_loss < 2  # broken: 1e4, 1e8
+
+
+def test_grad_scaler_only_for_float16():
+    cpu = torch.device("cpu")
+    assert grad_scaler(cpu, None) is None and grad_scaler(cpu, torch.bfloat16) is None
+    assert isinstance(grad_scaler(cpu, torch.float16), torch.amp.GradScaler)
+
+
+def test_loss_scaling_trains_in_float16_as_a_gpu_without_bf16_would():
+    # The CUDA fp16 path's logic (scale, unscale before clipping, skip overflowing steps)
+    # on the CPU, where autocast also runs float16.
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(1, 8), torch.nn.Linear(8, 1))
+    x = torch.linspace(-1, 1, 32)[:, None]
+    scaler = grad_scaler(torch.device("cpu"), torch.float16)
+
+    def batch_loss(step, spent):
+        with torch.autocast("cpu", dtype=torch.float16):
+            return ((model(x).float() - 3 * x) ** 2).mean()
+
+    first = float(batch_loss(0, 0.0).detach())
+    result = train(model, batch_loss, Schedule(60, None, 0.05), scaler=scaler)
+    assert result.last_loss < 0.1 * first and result.recoveries == 0
+    assert scaler.get_scale() > 1.0  # the loss was scaled

@@ -15,7 +15,7 @@ from typing import Any, Dict, Mapping, Optional, Protocol, Tuple, Type
 import numpy as np
 
 from ..options import DenoiseOptions
-from ..runtime import CancelEvent, ProgressCallback
+from ..runtime import CancelEvent, Estimate, ProgressCallback
 from ..volume import Volume
 
 
@@ -39,6 +39,10 @@ class RunReport:
     preset: Optional[str] = None
     seed: Optional[int] = None
     warning: Optional[str] = None  # for the user, when the output needs a careful look
+    precision: Optional[str] = None  # the autocast type used: fp32, bf16 or fp16
+    # Wall seconds per phase of the run (runtime.Stopwatch), in the order they ran.
+    phase_seconds: Dict[str, float] = dataclasses.field(default_factory=dict)
+    estimated_seconds: Optional[float] = None  # the estimate shown before the run
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
@@ -72,8 +76,9 @@ class Method(Protocol):
         ``reference`` is a clean array for the benchmark's supervised bound; a method
         without one raises ValueError."""
 
-    def estimate_seconds(self, shape: Tuple[int, int, int], config: Any) -> float:
-        """Expected wall time on this machine for a stack of ``shape`` (slice axis first)."""
+    def estimate(self, shape: Tuple[int, int, int], config: Any) -> Estimate:
+        """Expected wall seconds per phase on this machine for a stack of ``shape`` (slice
+        axis first); measured by timing the method on small probes."""
 
 
 def preset_config(config_class, presets: Mapping[str, Mapping[str, Any]], preset: str,
@@ -89,7 +94,7 @@ def preset_config(config_class, presets: Mapping[str, Mapping[str, Any]], preset
 def training_overrides(options: DenoiseOptions) -> Dict[str, Any]:
     """What every learned method takes from the options besides the preset."""
     return dict(steps=options.steps, max_seconds=options.max_seconds, seed=options.seed,
-                device=options.device)
+                device=options.device, precision=options.precision)
 
 
 def stack_of(shape: Tuple[int, ...], axis: int) -> Tuple[int, int, int]:

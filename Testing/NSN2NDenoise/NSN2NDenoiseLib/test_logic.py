@@ -204,4 +204,8 @@ def test_rgb_ultrasound_node_gives_a_gray_node_with_speckle2self(scene):
     assert result.shape == gray.shape and result.dtype == np.uint8
     assert np.allclose(matrix_of(out), matrix_of(node))
     assert logic.lastReport.method == "speckle2self"
-    assert logic.estimateSeconds(node, method="speckle2self", steps=2, device="cpu") > 0
+    estimated = logic.estimate(node, method="speckle2self", steps=2, device="cpu")
+    assert estimated.seconds > 0
+    logic.process(node, method="speckle2self", steps=2, seed=0, device="cpu",
+                  estimated=estimated)
+    assert logic.lastReport.estimated_seconds == round(estimated.seconds, 1)

@@ -6,7 +6,7 @@ method of the registry).
 """
 
 from .config import PRESETS, NSN2NConfig, config_for
-from .method import NSN2N, NSN2NReport, estimate_seconds, fit_predict
+from .method import NSN2N, NSN2NReport, estimate, fit_predict
 
 __all__ = ["NSN2N", "NSN2NConfig", "NSN2NReport", "PRESETS", "config_for",
-           "estimate_seconds", "fit_predict"]
+           "estimate", "fit_predict"]

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Dict, Optional
+import math
+from typing import Dict, Optional, Tuple
 
 from ...refine.guard import FACTOR as GUARD_FACTOR
 from ...refine.nonlocal_means import STRENGTH as NONLOCAL_STRENGTH
 from ...refine.wiener import STRIDE as WIENER_STRIDE
 from ...symmetry import TTA_ELEMENTS
+from ...options import PRECISIONS
 from ..base import preset_config
 
 
@@ -17,8 +19,11 @@ class NSN2NConfig:
     """Every setting of one NS-N2N run; validated on construction."""
 
     steps: int = 1000
+    # Volumes smaller than this many voxels train proportionally fewer steps, at least
+    # steps * MIN_STEP_SHARE (steps_for; the presets set it); 0: always ``steps``.
+    full_budget_voxels: int = 0
     max_seconds: Optional[float] = None  # a time cap on training; ends the schedule early
-    width: int = 16
+    width: int = 12
     depth: int = 3
     patch: int = 64
     batch: int = 4
@@ -32,16 +37,21 @@ class NSN2NConfig:
     tau_cap: Optional[float] = 2.0  # tau <= tau_cap x noise floor; None: the paper's fixed tau
     lowpass_sigma: float = 2.0
     tta: int = 8  # flips/rotations averaged at inference: a key of symmetry.TTA_ELEMENTS
+    ensemble: int = 1  # networks trained with different seeds, their outputs averaged
     average_tail: float = 0.25  # fraction of the budget whose weights are averaged
     wiener_stride: int = WIENER_STRIDE  # patch spacing of the Wiener stage; 0: off
     nonlocal_strength: float = NONLOCAL_STRENGTH  # guided non-local means; 0: off
     guard_factor: float = GUARD_FACTOR  # 0 turns the residual guard off
     seed: int = 0
     device: str = "auto"
+    precision: str = "auto"  # options.PRECISIONS
 
     def __post_init__(self):
         checks = [
+            (self.precision in PRECISIONS,
+             "precision must be one of " + ", ".join(PRECISIONS)),
             (self.steps >= 1, "steps must be >= 1"),
+            (self.full_budget_voxels >= 0, "full_budget_voxels must be >= 0"),
             (self.max_seconds is None or self.max_seconds > 0, "max_seconds must be > 0"),
             (self.width >= 4, "width must be >= 4"),
             (1 <= self.depth <= 5, "depth must be in 1..5"),
@@ -56,6 +66,7 @@ class NSN2NConfig:
             (self.tau_cap is None or self.tau_cap >= 1, "tau_cap must be >= 1 or None"),
             (self.lowpass_sigma >= 0, "lowpass_sigma must be >= 0"),
             (self.tta in TTA_ELEMENTS, f"tta must be one of {sorted(TTA_ELEMENTS)}"),
+            (1 <= self.ensemble <= 8, "ensemble must be in 1..8"),
             (0 <= self.average_tail < 1, "average_tail must be in [0, 1)"),
             (0 <= self.wiener_stride <= 8, "wiener_stride must be in 0..8"),
             (self.nonlocal_strength >= 0, "nonlocal_strength must be >= 0"),
@@ -69,21 +80,49 @@ class NSN2NConfig:
 # Step counts, not seconds, define the presets: the same seed then gives the same output
 # on the same CPU with the same torch thread count (the reduction order in the kernels
 # changes with the thread count).  Training cost per step does not depend on the volume
-# size (fixed crops).
-# On 2-core AVX512-BF16 CPUs one step takes 0.05-0.1 s: fast 25-50 s, balanced 50-100 s,
-# best 4-8 min of training.
-# balanced was 1500 steps until the two refinement stages made the network's last steps
-# worth little: 1000 instead of 1500 steps changed PSNR inside the head/body by -0.35 to
-# +0.10 dB (mean -0.07) on the four benchmark cases and the two nearly clean ones, 750
-# steps by -0.22 to +0.09 (seed 0, 2026-12-02, docs/benchmarks.md "Why 1000 steps"), while training
-# is two thirds of the wall time.  1000, not 750: volumes larger than the benchmark's
-# 2 M voxels get fewer crops per voxel.
+# size (fixed crops); volumes under FULL_BUDGET_VOXELS train fewer steps (steps_for).
+# Sized for CPUs without native bf16 (issue 23, docs/benchmarks.md "Speed"): the network
+# is 12 channels wide, not 16 (a training step 0.09 instead of 0.145 s in fp32 on 2
+# cores), and balanced trains 700 steps, not 1000: in bf16 on the synthetic benchmark,
+# width 12 with 600 steps scored +0.17 dB on MRI 5 % and -0.22 dB on CT 1e4 against
+# width 16 with 1000 steps (35.41 / 41.02 against 35.24 / 41.23 dB), and on the two real
+# acquisitions within 0.001 dB.  Test-time augmentation costs little (under a second per
+# transform for 2 M voxels), so every preset averages all eight.  best trains two
+# networks with different seeds and averages them (``ensemble``): more steps alone did
+# not score higher on MRI (width 16: 500 steps 35.37, 1000 steps 35.24 dB).
+FULL_BUDGET_VOXELS = 2 ** 20
 PRESETS: Dict[str, Dict] = {
-    "fast": dict(steps=500, tta=4),
-    "balanced": dict(steps=1000, tta=8),
-    "best": dict(steps=5000, tta=8),
+    "fast": dict(steps=450, tta=8, full_budget_voxels=FULL_BUDGET_VOXELS),
+    "balanced": dict(steps=700, tta=8, full_budget_voxels=FULL_BUDGET_VOXELS),
+    "best": dict(steps=700, tta=8, ensemble=2, full_budget_voxels=FULL_BUDGET_VOXELS),
 }
 
 
+# The smallest share of the preset's steps a small volume trains for.
+MIN_STEP_SHARE = 0.25
+
+
+def steps_for(config: NSN2NConfig, shape: Tuple[int, ...]) -> int:
+    """The training steps for a stack of ``shape``: the config's, scaled down for volumes
+    smaller than ``config.full_budget_voxels`` (never below :data:`MIN_STEP_SHARE` of it).
+
+    A step draws fixed-size crops, so a fixed count would train a 20x72x72 volume for 30
+    times more passes over its voxels than a 48x224x192 one: no better (real 6 mm ASL,
+    20x72x72: 1000 and 500 steps within 0.001 dB; docs/benchmarks.md, "Speed") and as long.
+    """
+    if config.full_budget_voxels == 0:
+        return config.steps
+    share = min(1.0, max(MIN_STEP_SHARE, math.prod(shape) / config.full_budget_voxels))
+    return max(1, round(config.steps * share))
+
+
+def explicit_steps(overrides: Dict) -> Dict:
+    """``overrides`` where a step count the caller gave is trained as it is, whatever the
+    volume's size."""
+    if overrides.get("steps") is not None and "full_budget_voxels" not in overrides:
+        return dict(overrides, full_budget_voxels=0)
+    return overrides
+
+
 def config_for(preset: str = "balanced", **overrides) -> NSN2NConfig:
-    return preset_config(NSN2NConfig, PRESETS, preset, overrides)
+    return preset_config(NSN2NConfig, PRESETS, preset, explicit_steps(overrides))

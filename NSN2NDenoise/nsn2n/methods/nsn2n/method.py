@@ -25,8 +25,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import time
-from typing import Optional, Tuple, Union
+from typing import Dict, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -35,24 +36,28 @@ from ... import intensity
 from ...errors import InputError
 from ...inference import predict_volume
 from ...metrics import MethodNoise, method_noise
-from ...nets import UNet2d
+from ...nets import MeanOf, UNet2d
 from ...noise import NoiseEstimate, estimate_noise, rician_background_sigma
 from ...options import DenoiseOptions
 from ...refine.guard import BAND_SCALES, residual_guard
 from ...refine.nonlocal_means import guided_nonlocal_means
 from ...refine.wiener import PATCH as WIENER_PATCH
 from ...refine.wiener import empirical_wiener
-from ...runtime import (CancelEvent, Progress, ProgressCallback, autocast_dtype, check_cancel,
+from ...runtime import (PHASES, CancelEvent, Estimate, Progress, ProgressCallback, Stopwatch,
+                        autocast_dtype, check_cancel, member_progress, precision_of,
                         resolve_device)
 from ...symmetry import TTA_ELEMENTS
-from ...training import Schedule, train
+from ...training import Schedule, grad_scaler, train
 from ...volume import Volume, cast_like, require_volume, resolve_slice_axis
 from ..base import RunReport, stack_of, training_overrides
-from .config import PRESETS, NSN2NConfig, config_for
+from .config import PRESETS, NSN2NConfig, config_for, steps_for
 from .losses import nsn2n_loss
 from .pairs import gather_runs, pair_weights, sample_runs
 
 log = logging.getLogger(__name__)
+# Member k of an ensemble trains with seed + k * this (a prime, so the seeds of the members
+# of nearby seeds do not coincide for small ensembles).
+ENSEMBLE_SEED_STRIDE = 7919
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,12 +97,14 @@ def fit_predict(slices: np.ndarray, config: NSN2NConfig,
                 progress: Optional[ProgressCallback] = None,
                 cancel: Optional[CancelEvent] = None,
                 reference: Optional[np.ndarray] = None,
-                magnitude: bool = False) -> Tuple[np.ndarray, NSN2NReport]:
+                magnitude: bool = False, stopwatch: Optional[Stopwatch] = None
+                ) -> Tuple[np.ndarray, NSN2NReport]:
     """Train on ``slices`` (float32, normalised, slice axis first) and denoise them.
 
     ``magnitude``: the stack is a magnitude MR image, whose air (if any) bounds the noise
     estimate.  ``reference`` replaces the noisy neighbours by a clean target: the
     supervised upper bound the benchmark compares against; never used by the product.
+    ``stopwatch`` collects the seconds of each phase (also in the report, rounded).
     """
     depth, height, width = slices.shape
     if depth < 3:
@@ -106,30 +113,29 @@ def fit_predict(slices: np.ndarray, config: NSN2NConfig,
     run_length = min(config.run_length, depth)
     ic_pairs = min(config.ic_pairs, run_length - 1)
     device = resolve_device(config.device)
-    rng = np.random.default_rng(config.seed)
+    dtype = autocast_dtype(device, config.precision)
     started = time.perf_counter()
+    stopwatch = Stopwatch() if stopwatch is None else stopwatch
 
     if progress is not None:
         progress(Progress("prepare", 0, 1, float("nan"), 0.0, float("nan")))
-    noise = estimate_noise(slices, BAND_SCALES, magnitude)
+    with stopwatch("noise"):
+        noise = estimate_noise(slices, BAND_SCALES, magnitude)
     volume = torch.from_numpy(np.ascontiguousarray(slices, dtype=np.float32))
-    if config.use_mask:
-        mask = pair_weights(volume, config.tau, config.lowpass_sigma, config.tau_cap)
-        weights, tau, matched = mask.weights, mask.tau, mask.matched_fraction
-    else:
-        weights = torch.ones((depth - 1, height, width), dtype=torch.bool)
-        tau, matched = float("nan"), 1.0
+    with stopwatch("mask"):
+        if config.use_mask:
+            mask = pair_weights(volume, config.tau, config.lowpass_sigma, config.tau_cap)
+            weights, tau, matched = mask.weights, mask.tau, mask.matched_fraction
+        else:
+            weights = torch.ones((depth - 1, height, width), dtype=torch.bool)
+            tau, matched = float("nan"), 1.0
     check_cancel(cancel)
     target = None if reference is None else torch.from_numpy(
         np.ascontiguousarray(reference, dtype=np.float32)).to(device)
     volume, weights = volume.to(device), weights.to(device)
 
-    with torch.random.fork_rng(devices=[]):  # seeded init without touching global state
-        torch.manual_seed(config.seed)
-        model = UNet2d(config.width, config.depth)
-    model = model.to(device).to(memory_format=torch.channels_last)
-    dtype = autocast_dtype(device)
     need_midpoints = config.lambda_ic > 0 and reference is None
+    steps = steps_for(config, (depth, height, width))
 
     def batch_loss(step: int, spent: float) -> torch.Tensor:
         runs = sample_runs(depth, height, width, run_length, patch, config.batch, rng)
@@ -158,19 +164,39 @@ def fit_predict(slices: np.ndarray, config: NSN2NConfig,
                              config.lambda_rc, config.lambda_ic, pairs)
         return loss
 
-    schedule = Schedule(config.steps, config.max_seconds, config.learning_rate)
-    result = train(model, batch_loss, schedule, average_tail=config.average_tail,
-                   progress=progress, cancel=cancel)
-    trained = result.averaged if config.average_tail > 0 else result.model
-    denoised = predict_volume(trained, slices.astype(np.float32, copy=False), device,
-                              multiple=2 ** config.depth, transforms=TTA_ELEMENTS[config.tta],
-                              progress=progress, cancel=cancel)
-    denoised, returned = refine(slices, denoised, noise, config, progress, cancel)
-    denoised, check, backoffs = back_off(slices, denoised, noise, config, cancel)
-    report = NSN2NReport(method="nsn2n", device=str(device), steps=result.steps,
-                         train_seconds=round(result.seconds, 2),
+    schedule = Schedule(steps, None if config.max_seconds is None
+                        else config.max_seconds / config.ensemble, config.learning_rate)
+    members, results = [], []
+    for member in range(config.ensemble):
+        seed = config.seed + member * ENSEMBLE_SEED_STRIDE  # member 0: the config's seed
+        rng = np.random.default_rng(seed)  # batch_loss draws this member's crops from it
+        with torch.random.fork_rng(devices=[]):  # seeded init, global state untouched
+            torch.manual_seed(seed)
+            model = UNet2d(config.width, config.depth)
+        model = model.to(device).to(memory_format=torch.channels_last)
+        with stopwatch("train"):
+            result = train(model, batch_loss, schedule, average_tail=config.average_tail,
+                           scaler=grad_scaler(device, dtype),
+                           progress=member_progress(progress, member, config.ensemble),
+                           cancel=cancel)
+        members.append(result.averaged if config.average_tail > 0 else result.model)
+        results.append(result)
+    trained = members[0] if len(members) == 1 else MeanOf(members)
+    with stopwatch("predict"):
+        denoised = predict_volume(trained, slices.astype(np.float32, copy=False), device,
+                                  multiple=2 ** config.depth,
+                                  transforms=TTA_ELEMENTS[config.tta], dtype=dtype,
+                                  progress=progress, cancel=cancel)
+    denoised, returned = refine(slices, denoised, noise, config, progress, cancel, stopwatch)
+    with stopwatch("check"):
+        denoised, check, backoffs = back_off(slices, denoised, noise, config, cancel)
+    report = NSN2NReport(method="nsn2n", device=str(device),
+                         steps=sum(r.steps for r in results),
+                         train_seconds=round(sum(r.seconds for r in results), 2),
                          total_seconds=round(time.perf_counter() - started, 2),
-                         recoveries=result.recoveries, final_loss=result.last_loss,
+                         recoveries=sum(r.recoveries for r in results),
+                         final_loss=results[-1].last_loss,
+                         precision=precision_of(dtype), phase_seconds=stopwatch.rounded(),
                          matched_fraction=round(matched, 4), tau=round(tau, 4),
                          guard_returned=round(returned, 4), noise_sigma=noise.sigma,
                          residual_rms=check.residual_rms,
@@ -210,7 +236,8 @@ def back_off(slices: np.ndarray, denoised: np.ndarray, noise: NoiseEstimate,
 
 def refine(slices: np.ndarray, network_output: np.ndarray, noise: NoiseEstimate,
            config: NSN2NConfig, progress: Optional[ProgressCallback] = None,
-           cancel: Optional[CancelEvent] = None) -> Tuple[np.ndarray, float]:
+           cancel: Optional[CancelEvent] = None, stopwatch: Optional[Stopwatch] = None
+           ) -> Tuple[np.ndarray, float]:
     """The product's output from the network's (float32, written into ``network_output``):
     guided non-local means with the network output as guide; the Wiener stage with it as
     pilot once the guard has given back what it removed and stands out from the noise;
@@ -225,21 +252,25 @@ def refine(slices: np.ndarray, network_output: np.ndarray, noise: NoiseEstimate,
     which noisy voxels to average, and a guarded guide (noisier) cost 0.2 dB on real 2 mm
     MRI without a gain elsewhere, so the guide stays the network output.
     """
+    stopwatch = stopwatch or Stopwatch()
     guard = config.guard_factor > 0
     guided = None
     if config.nonlocal_strength > 0:  # before the guard and the Wiener stage overwrite it
-        guided = guided_nonlocal_means(slices, network_output, noise.sigma ** 2,
-                                       config.nonlocal_strength, progress=progress,
-                                       cancel=cancel)
+        with stopwatch("nonlocal"):
+            guided = guided_nonlocal_means(slices, network_output, noise.sigma ** 2,
+                                           config.nonlocal_strength, progress=progress,
+                                           cancel=cancel)
     denoised = network_output
     if config.wiener_stride > 0:
         pilot = denoised
         if guard:
-            pilot, _ = residual_guard(slices, pilot, config.guard_factor, inplace=True,
-                                      cancel=cancel, noise_std=noise.bands)
-        denoised = empirical_wiener(slices, pilot, wiener_variance(noise, slices.shape),
-                                    stride=config.wiener_stride, inplace=True,
-                                    progress=progress, cancel=cancel)
+            with stopwatch("guard"):
+                pilot, _ = residual_guard(slices, pilot, config.guard_factor, inplace=True,
+                                          cancel=cancel, noise_std=noise.bands)
+        with stopwatch("wiener"):
+            denoised = empirical_wiener(slices, pilot, wiener_variance(noise, slices.shape),
+                                        stride=config.wiener_stride, inplace=True,
+                                        progress=progress, cancel=cancel)
     if guided is not None and config.wiener_stride > 0:
         # The two stages err differently: on the MRI benchmark cases their mean beat the
         # better of them by 0.5 dB (refine/nonlocal_means.py), so they are averaged.
@@ -249,9 +280,10 @@ def refine(slices: np.ndarray, network_output: np.ndarray, noise: NoiseEstimate,
         denoised = guided
     returned = 0.0
     if guard:
-        denoised, returned = residual_guard(slices, denoised, config.guard_factor,
-                                            inplace=True, cancel=cancel,
-                                            noise_std=noise.bands)
+        with stopwatch("guard"):
+            denoised, returned = residual_guard(slices, denoised, config.guard_factor,
+                                                inplace=True, cancel=cancel,
+                                                noise_std=noise.bands)
     return denoised, returned
 
 
@@ -264,33 +296,67 @@ def wiener_variance(noise: NoiseEstimate, shape: Tuple[int, int, int]) -> torch.
     return torch.full((depth, rows, cols), noise.sigma ** 2)
 
 
-def estimate_seconds(shape, config: NSN2NConfig) -> float:
-    """Expected run time of ``fit_predict`` on a ``(D, H, W)`` stack on this machine.
+# The report's phases (fit_predict's stopwatch) in the phases progress is reported in.
+PROGRESS_PHASE = {"noise": "prepare", "mask": "prepare", "train": "train",
+                  "predict": "predict", "nonlocal": "refine", "wiener": "refine",
+                  "guard": "refine", "check": "refine"}
+# The probe stack of the estimate (slices, side of its square slices) and its steps.
+PROBE, PROBE_STEPS = (8, 128), 8
 
-    Measured, not guessed: a few training steps on random data (the difference of a 6-step
-    and a 2-step run, so fixed costs cancel) and one inference pass over a 128x128 slice.
-    Takes a second or two; used to warn before a long CPU run.
-    """
-    depth, height, width = shape
-    patch = _effective_patch(config, height, width)
-    probe = np.random.default_rng(0).random(
-        (max(3, min(config.run_length, depth) + 1), patch, patch)).astype(np.float32)
 
-    def timed(steps: int) -> float:
-        started = time.perf_counter()
-        fit_predict(probe, dataclasses.replace(config, steps=steps, max_seconds=None, tta=1,
-                                                use_mask=False))
-        return time.perf_counter() - started
+@dataclasses.dataclass(frozen=True)
+class Costs:
+    """What a run costs on this machine, device and precision: seconds per training step
+    and, for every other progress phase, seconds per voxel (inference: per voxel and
+    test-time transform)."""
 
-    per_step = max(0.0, timed(6) - timed(2)) / 4
-    with torch.random.fork_rng(devices=[]):  # the weights do not matter; global state does
-        model = UNet2d(config.width, config.depth)
-    started = time.perf_counter()
-    predict_volume(model, np.zeros((1, 128, 128), np.float32), resolve_device(config.device),
-                   2 ** config.depth)
-    per_pixel = (time.perf_counter() - started) / (128 * 128)
-    return (config.steps * per_step
-            + depth * height * width * len(TTA_ELEMENTS[config.tta]) * per_pixel)
+    per_step: float
+    per_voxel: Dict[str, float]
+
+    def estimate(self, shape: Tuple[int, int, int], config: NSN2NConfig) -> Estimate:
+        """The seconds per progress phase of ``fit_predict`` on a stack of ``shape``."""
+        voxels = math.prod(shape)
+        train_seconds = steps_for(config, shape) * self.per_step * config.ensemble
+        if config.max_seconds is not None:
+            train_seconds = min(train_seconds, config.max_seconds)
+        phases = {name: self.per_voxel.get(name, 0.0) * voxels for name in PHASES}
+        phases["train"] = train_seconds
+        phases["predict"] *= len(TTA_ELEMENTS[config.tta]) * config.ensemble
+        return Estimate(phases)
+
+
+def measure_costs(config: NSN2NConfig, patch: int) -> Costs:
+    """Time ``fit_predict`` itself, phase by phase, on a random probe stack (:data:`PROBE`,
+    after a warm-up run that lets the kernels pick their algorithms; about two seconds in
+    fp32 on 2 cores).  Per voxel from one probe, not a line through two: the fixed costs
+    are a few percent of a probe's, and a difference of two short timings on a busy
+    machine was often negative."""
+    slices, side = PROBE
+    side = max(side, patch)
+    probe = np.random.default_rng(0).random((max(slices, config.run_length + 1), side, side),
+                                            dtype=np.float32)
+    probe_config = dataclasses.replace(config, steps=PROBE_STEPS, full_budget_voxels=0,
+                                       max_seconds=None, tta=1, ensemble=1, patch=patch)
+    fit_predict(probe[:config.run_length + 1, :patch, :patch],
+                dataclasses.replace(probe_config, steps=2))  # warm-up
+    stopwatch = Stopwatch()
+    fit_predict(probe, probe_config, stopwatch=stopwatch)
+    per_voxel: Dict[str, float] = {}
+    for name, seconds in stopwatch.seconds.items():
+        if name != "train":
+            phase = PROGRESS_PHASE[name]
+            per_voxel[phase] = per_voxel.get(phase, 0.0) + seconds / probe.size
+    return Costs(stopwatch.seconds["train"] / PROBE_STEPS, per_voxel)
+
+
+def estimate(shape: Tuple[int, int, int], config: NSN2NConfig) -> Estimate:
+    """Expected seconds per progress phase of ``fit_predict`` on a ``(D, H, W)`` stack on
+    this machine, device and precision: measured (:func:`measure_costs`), not guessed.
+    Training costs the same per step whatever the volume (fixed crops); every other phase
+    grows with the voxels."""
+    _, height, width = shape
+    return measure_costs(config, _effective_patch(config, height, width)).estimate(shape,
+                                                                                   config)
 
 
 def rician_sigma_for(slices: np.ndarray, modality: Optional[str],
@@ -332,7 +398,16 @@ class NSN2N:
         return resolve_slice_axis(volume.geometry, requested)
 
     def stack_shape(self, volume: Volume, options: DenoiseOptions) -> Tuple[int, int, int]:
-        return stack_of(volume.array.shape, self.slice_axis(volume, options.slice_axis))
+        return stack_of(volume.array.shape, self._checked_axis(volume, options))
+
+    def _checked_axis(self, volume: Volume, options: DenoiseOptions) -> int:
+        """The slice axis, once the volume is known to be one NS-N2N can denoise."""
+        require_volume(volume)
+        axis = self.slice_axis(volume, options.slice_axis)
+        if volume.array.shape[axis] < 3:
+            raise InputError(f"{volume.array.shape[axis]} slices along axis {axis}; at "
+                             "least 3 are needed")
+        return axis
 
     def denoise(self, volume: Volume, config: NSN2NConfig, options: DenoiseOptions,
                 modality: Optional[str], progress: Optional[ProgressCallback] = None,
@@ -340,12 +415,8 @@ class NSN2N:
                 reference: Optional[np.ndarray] = None) -> Tuple[Volume, NSN2NReport]:
         """Normalise, train and denoise along the slice axis, invert the normalisation,
         correct the Rician bias (magnitude MRI), cast to the input's pixel type."""
-        require_volume(volume)
         array = volume.array
-        axis = self.slice_axis(volume, options.slice_axis)
-        if array.shape[axis] < 3:
-            raise InputError(f"{array.shape[axis]} slices along axis {axis}; at least 3 are "
-                             "needed")
+        axis = self._checked_axis(volume, options)
         slices = np.moveaxis(array, axis, 0)
         sigma = rician_sigma_for(slices, modality, options.bias_correction)
         correct_bias = sigma is not None
@@ -369,5 +440,5 @@ class NSN2N:
                                      residual_rms=report.residual_rms * normalization.scale)
         return volume.with_array(result), report
 
-    def estimate_seconds(self, shape: Tuple[int, int, int], config: NSN2NConfig) -> float:
-        return estimate_seconds(shape, config)
+    def estimate(self, shape: Tuple[int, int, int], config: NSN2NConfig) -> Estimate:
+        return estimate(shape, config)

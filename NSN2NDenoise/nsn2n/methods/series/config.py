@@ -7,8 +7,7 @@ import dataclasses
 from typing import Dict
 
 from ..base import preset_config
-from ..nsn2n.config import PRESETS as NSN2N_PRESETS
-from ..nsn2n.config import NSN2NConfig
+from ..nsn2n.config import NSN2NConfig, explicit_steps
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,14 +25,17 @@ class SeriesConfig(NSN2NConfig):
             raise ValueError("context must be >= 1")
 
 
-# The presets' step counts are NS-N2N's.  The output is the network's: its second input
-# already averages the repeats, and on the real ASL series each of NS-N2N's refinement
-# stages (guided non-local means, Wiener, guard: kept at zero here) took 1.7-1.9 dB of its
-# 4 dB gain away (docs/nsn2n.md, "Series").
-PRESETS: Dict[str, Dict] = {name: dict(values, guard_factor=0.0, wiener_stride=0,
-                                       nonlocal_strength=0.0)
-                            for name, values in NSN2N_PRESETS.items()}
+# The presets as NS-N2N's were before they were sized for fp32 CPUs (issue 23): the series
+# results (docs/nsn2n.md, "Series") were measured with them and not re-measured since.
+# The output is the network's: its second input already averages the repeats, and on the
+# real ASL series each of NS-N2N's refinement stages (guided non-local means, Wiener,
+# guard: kept at zero here) took 1.7-1.9 dB of its 4 dB gain away (docs/nsn2n.md,
+# "Series").
+PRESETS: Dict[str, Dict] = {
+    name: dict(steps=steps, tta=tta, width=16, guard_factor=0.0, wiener_stride=0,
+               nonlocal_strength=0.0)
+    for name, steps, tta in (("fast", 500, 4), ("balanced", 1000, 8), ("best", 5000, 8))}
 
 
 def config_for(preset: str = "balanced", **overrides) -> SeriesConfig:
-    return preset_config(SeriesConfig, PRESETS, preset, overrides)
+    return preset_config(SeriesConfig, PRESETS, preset, explicit_steps(overrides))

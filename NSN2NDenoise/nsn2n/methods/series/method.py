@@ -28,18 +28,19 @@ import torch
 
 from ... import intensity
 from ...errors import InputError
-from ...options import DenoiseOptions
-from ...runtime import CancelEvent, ProgressCallback
-from ...volume import Volume, cast_like, resolve_slice_axis
-from ..base import stack_of, training_overrides
 from ...inference import predict_volume
 from ...nets import UNet2d
+from ...options import DenoiseOptions
 from ...noise import estimate_noise, repeats_sigma, tissue_mask
 from ...refine.guard import BAND_SCALES
-from ...runtime import Progress, autocast_dtype, check_cancel, resolve_device
+from ...runtime import (CancelEvent, Estimate, Progress, ProgressCallback, Stopwatch, autocast_dtype,
+                        check_cancel, precision_of, resolve_device)
 from ...symmetry import TTA_ELEMENTS, dihedral
-from ...training import Schedule, train
-from ..nsn2n.method import (WARNING, NSN2NReport, back_off, estimate_seconds, refine,
+from ...training import Schedule, grad_scaler, train
+from ...volume import Volume, cast_like, resolve_slice_axis
+from ..base import stack_of, training_overrides
+from ..nsn2n.config import steps_for
+from ..nsn2n.method import (WARNING, NSN2NReport, back_off, estimate, refine,
                             rician_sigma_for)
 from .config import PRESETS, SeriesConfig, config_for
 
@@ -120,20 +121,22 @@ def fit_predict(stacks: Sequence[np.ndarray], config: SeriesConfig, progress=Non
         raise InputError(f"slices of {height}x{width} pixels are too small; at least "
                          f"{multiple}x{multiple} are needed")
     device = resolve_device(config.device)
+    dtype = autocast_dtype(device, config.precision)
     rng = np.random.default_rng(config.seed)
     started = time.perf_counter()
+    stopwatch = Stopwatch()
     if progress is not None:
         progress(Progress("prepare", 0, 1, float("nan"), 0.0, float("nan")))
     whole = np.concatenate(repeats.stacks)
-    # The shape of the noise from the images, its level from the repeats (noise.py).
-    noise = estimate_noise(whole, BAND_SCALES, magnitude).at_sigma(
-        repeats_sigma(repeats.stacks, repeats.tissue))
+    with stopwatch("noise"):
+        # The shape of the noise from the images, its level from the repeats (noise.py).
+        noise = estimate_noise(whole, BAND_SCALES, magnitude).at_sigma(
+            repeats_sigma(repeats.stacks, repeats.tissue))
     check_cancel(cancel)
     with torch.random.fork_rng(devices=[]):  # seeded init without touching global state
         torch.manual_seed(config.seed)
         model = UNet2d(config.width, config.depth, inputs=2)
     model = model.to(device).to(memory_format=torch.channels_last)
-    dtype = autocast_dtype(device)
     sizes = np.array([len(s) for s in repeats.stacks], dtype=np.float64)
     pairs = config.batch * config.run_length  # the images of one NS-N2N batch
 
@@ -160,28 +163,34 @@ def fit_predict(stacks: Sequence[np.ndarray], config: SeriesConfig, progress=Non
             predicted = model(x).float()
         return ((predicted - torch.stack(targets).to(device)) ** 2).mean()
 
-    schedule = Schedule(config.steps, config.max_seconds, config.learning_rate)
-    result = train(model, batch_loss, schedule, average_tail=config.average_tail,
-                   progress=progress, cancel=cancel)
+    schedule = Schedule(steps_for(config, whole.shape), config.max_seconds,
+                        config.learning_rate)
+    with stopwatch("train"):
+        result = train(model, batch_loss, schedule, average_tail=config.average_tail,
+                       scaler=grad_scaler(device, dtype), progress=progress, cancel=cancel)
     trained = result.averaged if config.average_tail > 0 else result.model
     outputs, returned = [], []
     for group, stack in enumerate(repeats.stacks):
         check_cancel(cancel)
-        predicted = predict_volume(trained, repeats.inputs(group), device, multiple,
-                                   transforms=TTA_ELEMENTS[config.tta], cancel=cancel)
-        refined, share = refine(stack, predicted, noise, config, None, cancel)
+        with stopwatch("predict"):
+            predicted = predict_volume(trained, repeats.inputs(group), device, multiple,
+                                       transforms=TTA_ELEMENTS[config.tta], dtype=dtype,
+                                       cancel=cancel)
+        refined, share = refine(stack, predicted, noise, config, None, cancel, stopwatch)
         outputs.append(refined)
         returned.append(share)
-    # What was removed is checked against what the repeats disagree on, not against the
-    # robust level of the noise: the network learns to remove all of it.
-    disagreement = repeats.disagreement()
-    denoised, check, backoffs = back_off(whole, np.concatenate(outputs),
-                                         noise.at_sigma(disagreement), config, cancel)
+    with stopwatch("check"):
+        # What was removed is checked against what the repeats disagree on, not against
+        # the robust level of the noise: the network learns to remove all of it.
+        disagreement = repeats.disagreement()
+        denoised, check, backoffs = back_off(whole, np.concatenate(outputs),
+                                             noise.at_sigma(disagreement), config, cancel)
     bounds = np.cumsum([0] + [len(s) for s in repeats.stacks])
     report = SeriesReport(method="series", device=str(device), steps=result.steps,
                           train_seconds=round(result.seconds, 2),
                           total_seconds=round(time.perf_counter() - started, 2),
                           recoveries=result.recoveries, final_loss=result.last_loss,
+                          precision=precision_of(dtype), phase_seconds=stopwatch.rounded(),
                           guard_returned=round(float(np.mean(returned)), 4),
                           noise_sigma=noise.sigma, residual_rms=check.residual_rms,
                           residual_to_noise=round(check.ratio, 3),
@@ -263,5 +272,5 @@ class Series:
             stride=config.stride)
         return volume.with_array(result), report
 
-    def estimate_seconds(self, shape: Tuple[int, int, int], config: SeriesConfig) -> float:
-        return estimate_seconds(shape, config)
+    def estimate(self, shape: Tuple[int, int, int], config: SeriesConfig) -> Estimate:
+        return estimate(shape, config)

@@ -7,7 +7,7 @@
 """
 
 from .config import PRESETS, Speckle2SelfConfig, config_for
-from .method import Speckle2Self, Speckle2SelfReport, estimate_seconds, fit_predict
+from .method import Speckle2Self, Speckle2SelfReport, estimate, fit_predict
 
 __all__ = ["PRESETS", "Speckle2Self", "Speckle2SelfConfig", "Speckle2SelfReport",
-           "config_for", "estimate_seconds", "fit_predict"]
+           "config_for", "estimate", "fit_predict"]

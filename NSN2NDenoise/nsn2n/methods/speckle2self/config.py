@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Dict, Optional
 
+from ...options import PRECISIONS
 from ..base import preset_config
 from .restore import SEARCH_GRAINS, STRENGTH
 
@@ -36,10 +37,13 @@ class Speckle2SelfConfig:
     guard_factor: float = 2.0
     seed: int = 0
     device: str = "auto"
+    precision: str = "auto"  # options.PRECISIONS
 
     def __post_init__(self):
         multiple = 2 ** self.levels
         checks = [
+            (self.precision in PRECISIONS,
+             "precision must be one of " + ", ".join(PRECISIONS)),
             (self.steps >= 1, "steps must be >= 1"),
             (self.max_seconds is None or self.max_seconds > 0, "max_seconds must be > 0"),
             (self.width >= 4, "width must be >= 4"),
@@ -68,14 +72,16 @@ class Speckle2SelfConfig:
 
 
 # Fine-tuning steps, not seconds, so a seed reproduces (same CPU, same torch thread
-# count).  On the 2-core benchmark CPUs (bf16) a step of 8 crops of 128x128 takes 0.6-0.75
-# s.  Measured on both simulated stacks (docs/speckle2self.md): the pretrained weights
-# alone already give most of the result; 100 and 300 steps added 0.007 and 0.009 SSIM
-# on us-fine and nothing on us-coarse.
+# count).  A step of 8 crops of 128x128 takes 0.6-0.75 s in bf16 on the 2-core benchmark
+# CPUs and about twice that in fp32.  Measured on both simulated stacks
+# (docs/speckle2self.md): the pretrained weights alone already give most of the result;
+# 100 and 300 steps added 0.007 and 0.009 SSIM on us-fine and nothing on us-coarse.  So
+# the presets fine-tune briefly (issue 23: balanced took 445 s on a 24x256x256 stack on a
+# CPU without native bf16 with 200 steps).
 PRESETS: Dict[str, Dict] = {
-    "fast": dict(steps=50),
-    "balanced": dict(steps=200),
-    "best": dict(steps=600),
+    "fast": dict(steps=10),
+    "balanced": dict(steps=40),
+    "best": dict(steps=120),
 }
 
 

@@ -57,9 +57,9 @@ from ...filters import gaussian_lowpass
 from ...inference import pad_to_multiple
 from ...intensity import to_gray
 from ...options import DenoiseOptions
-from ...runtime import (CancelEvent, Progress, ProgressCallback, autocast_dtype, check_cancel,
-                        report_pace, resolve_device)
-from ...training import Schedule, train
+from ...runtime import (CancelEvent, Estimate, Progress, ProgressCallback, Stopwatch, autocast_dtype,
+                        check_cancel, precision_of, report_pace, resolve_device)
+from ...training import Schedule, grad_scaler, train
 from ...volume import Volume, cast_like, check_voxels, resolve_slice_axis
 from ..base import RunReport, stack_of, training_overrides
 from .config import PRESETS, Speckle2SelfConfig, config_for
@@ -158,19 +158,21 @@ def fit_predict(frames: np.ndarray, config: Speckle2SelfConfig,
     if min(height, width) < 2:
         raise InputError(f"frames of {height}x{width} pixels are too small to denoise")
     device = resolve_device(config.device)
+    dtype = autocast_dtype(device, config.precision)
     rng = np.random.default_rng(config.seed)
     started = time.perf_counter()
+    stopwatch = Stopwatch()
     if progress is not None:
         progress(Progress("prepare", 0, 1, float("nan"), 0.0, float("nan")))
 
-    padded = pad_to_multiple(_normalized(frames), config.multiple)
-    patch = min(config.patch, padded.shape[-2] // config.multiple * config.multiple,
-                padded.shape[-1] // config.multiple * config.multiple)
-    copies = perturb(padded, SCALES)  # (N, 3, H, W); MSP is deterministic
+    with stopwatch("perturb"):
+        padded = pad_to_multiple(_normalized(frames), config.multiple)
+        patch = min(config.patch, padded.shape[-2] // config.multiple * config.multiple,
+                    padded.shape[-1] // config.multiple * config.multiple)
+        copies = perturb(padded, SCALES)  # (N, 3, H, W); MSP is deterministic
     check_cancel(cancel)
 
     model = new_model(config).to(device)
-    dtype = autocast_dtype(device)
     schedule = Schedule(config.steps, config.max_seconds, config.learning_rate)
 
     def batch_loss(step: int, spent: float) -> torch.Tensor:
@@ -178,16 +180,22 @@ def fit_predict(frames: np.ndarray, config: Speckle2SelfConfig,
         inputs = crop_batch(copies, rng, config.batch, patch, device)
         return branch_loss(model, inputs, weight, dtype)
 
-    result = train(model, batch_loss, schedule, average_tail=config.average_tail,
-                   betas=(config.beta1, 0.999), progress=progress, cancel=cancel)
+    with stopwatch("train"):
+        result = train(model, batch_loss, schedule, average_tail=config.average_tail,
+                       betas=(config.beta1, 0.999), scaler=grad_scaler(device, dtype),
+                       progress=progress, cancel=cancel)
     trained = result.averaged if config.average_tail > 0 else result.model
-    denoised = predict_frames(trained, frames, device, progress, cancel)
+    with stopwatch("predict"):
+        denoised = predict_frames(trained, frames, device, progress, cancel, dtype=dtype)
     check_cancel(cancel)
-    denoised, restored = refine(frames, denoised, config, progress, cancel)
+    with stopwatch("restore"):
+        denoised, restored = refine(frames, denoised, config, progress, cancel)
     report = Speckle2SelfReport(method="speckle2self", device=str(device), steps=result.steps,
                                 train_seconds=round(result.seconds, 2),
                                 total_seconds=round(time.perf_counter() - started, 2),
                                 recoveries=result.recoveries, final_loss=result.last_loss,
+                                precision=precision_of(dtype),
+                                phase_seconds=stopwatch.rounded(),
                                 patch=patch, **restored)
     return denoised, report
 
@@ -207,15 +215,15 @@ def refine(frames: np.ndarray, network_output: np.ndarray, config: Speckle2SelfC
 @torch.inference_mode()
 def predict_frames(model: SpeckleNet, frames: np.ndarray, device: torch.device,
                    progress: Optional[ProgressCallback] = None,
-                   cancel: Optional[CancelEvent] = None, batch: int = 4) -> np.ndarray:
+                   cancel: Optional[CancelEvent] = None, batch: int = 4,
+                   dtype: Optional[torch.dtype] = None) -> np.ndarray:
     """Full-scale encoder and decoder on each whole, unperturbed frame.
 
     Whole frames, not tiles: instance normalisation makes the output depend on the whole
     image, so tiles would not stitch.  Output clamped to [0, 1], as published, then mapped
-    back to each frame's input range.
+    back to each frame's input range.  ``dtype``: the autocast type; None is fp32.
     """
     model = model.to(device).eval()
-    dtype = autocast_dtype(device)
     count, height, width = frames.shape
     low, high = frame_ranges(frames)
     output = np.empty(frames.shape, np.float64)
@@ -230,11 +238,14 @@ def predict_frames(model: SpeckleNet, frames: np.ndarray, device: torch.device,
     return low + output * (high - low)
 
 
-def estimate_seconds(shape, config: Speckle2SelfConfig) -> float:
-    """Expected run time on this machine: a few timed steps on random data (the difference
-    of a 4-step and a 2-step run, so fixed costs cancel) plus inference and the guided
-    average on one speckle-like frame (white noise low-passed to a grain of a few pixels:
-    the average's cost is set by its search window in grains)."""
+def estimate(shape: Tuple[int, int, int], config: Speckle2SelfConfig) -> Estimate:
+    """Expected seconds per progress phase on this machine: a few timed steps on random
+    data (after a warm-up run, the difference of a 4-step and a 1-step run, so fixed
+    costs cancel) plus inference and the guided average on one speckle-like frame (white
+    noise low-passed to a grain of a few pixels: the average's cost is set by its search
+    window in grains), scaled to the frames' pixels.  Without the warm-up the first
+    timed run paid for the kernels' setup and the estimate read 1.55x the run (us-fine,
+    fp32, 2026-12-04)."""
     count, height, width = shape
     probe = np.random.default_rng(0).random(
         (2, min(height, config.patch), min(width, config.patch))).astype(np.float32)
@@ -244,17 +255,26 @@ def estimate_seconds(shape, config: Speckle2SelfConfig) -> float:
         fit_predict(probe, dataclasses.replace(config, steps=steps, max_seconds=None))
         return time.perf_counter() - started
 
-    per_step = max(0.0, timed(4) - timed(2)) / 2
+    timed(1)  # warm-up: the first run in a process also pays for the kernels' setup
+    per_step = max(0.0, timed(4) - timed(1)) / 3
+    train_seconds = config.steps * per_step
+    if config.max_seconds is not None:
+        train_seconds = min(train_seconds, config.max_seconds)
     model = new_model(dataclasses.replace(config, pretrained=False))
     white = torch.from_numpy(np.random.default_rng(1).standard_normal(
         (1, min(height, 512), min(width, 512))).astype(np.float32))
     one = gaussian_lowpass(white, 2.0).numpy()
+    device = resolve_device(config.device)
     started = time.perf_counter()
-    predicted = predict_frames(model, one, resolve_device(config.device))
+    predicted = predict_frames(model, one, device,
+                               dtype=autocast_dtype(device, config.precision))
+    predicted_at = time.perf_counter()
     restore(one, predicted, config.search_grains, config.nonlocal_strength,
             config.guard_factor)
-    per_pixel = (time.perf_counter() - started) / one.size
-    return config.steps * per_step + count * height * width * per_pixel
+    pixels = count * height * width / one.size
+    return Estimate(dict(prepare=0.0, train=train_seconds,
+                         predict=(predicted_at - started) * pixels,
+                         refine=(time.perf_counter() - predicted_at) * pixels))
 
 
 class Speckle2Self:
@@ -299,6 +319,6 @@ class Speckle2Self:
                                      converted_to_gray=converted)
         return dataclasses.replace(volume, array=result), report
 
-    def estimate_seconds(self, shape: Tuple[int, int, int], config: Speckle2SelfConfig
-                         ) -> float:
-        return estimate_seconds(shape, config)
+    def estimate(self, shape: Tuple[int, int, int], config: Speckle2SelfConfig
+                 ) -> Estimate:
+        return estimate(shape, config)

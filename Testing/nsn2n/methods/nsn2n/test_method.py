@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from nsn2n.errors import Cancelled, InputError
-from nsn2n.methods.nsn2n import NSN2NConfig, config_for, estimate_seconds, fit_predict
+from nsn2n.methods.nsn2n import NSN2NConfig, config_for, estimate, fit_predict
+from nsn2n.methods.nsn2n.method import measure_costs
 from nsn2n.metrics import psnr
 
 TINY = dict(steps=60, width=8, depth=2, patch=16, batch=2, tta=2, learning_rate=3e-3)
@@ -23,7 +24,10 @@ def test_config_validation():
         NSN2NConfig(nonlocal_strength=-0.1)
     with pytest.raises(ValueError, match="tau_cap"):
         NSN2NConfig(tau_cap=0.5)
-    assert config_for("fast").steps < config_for("balanced").steps < config_for("best").steps
+    work = [config_for(p).steps * config_for(p).ensemble for p in ("fast", "balanced", "best")]
+    assert work == sorted(set(work))  # training work grows from fast to best
+    with pytest.raises(ValueError, match="ensemble"):
+        NSN2NConfig(ensemble=0)
     assert config_for("balanced", steps=7).steps == 7
     assert NSN2NConfig().lambda_rc == 0.5 and NSN2NConfig().lambda_ic == 1.0
 
@@ -103,10 +107,23 @@ def test_runtime_estimate_is_measured_and_grows_with_the_work():
     import torch
 
     state = torch.random.get_rng_state()
-    short = estimate_seconds((8, 32, 32), NSN2NConfig(**dict(TINY, steps=10)))
-    long = estimate_seconds((80, 64, 64), NSN2NConfig(**dict(TINY, steps=10_000)))
-    assert 0 < short < long < float("inf")
+    costs = measure_costs(NSN2NConfig(**TINY), patch=16)
     assert torch.equal(torch.random.get_rng_state(), state)  # no global side effect
+    assert 0 < costs.per_step < float("inf")
+    assert set(costs.per_voxel) == {"prepare", "predict", "refine"}
+    assert all(0 < cost < float("inf") for cost in costs.per_voxel.values())
+    short = costs.estimate((8, 32, 32), NSN2NConfig(**dict(TINY, steps=10)))
+    long = costs.estimate((80, 64, 64), NSN2NConfig(**dict(TINY, steps=10_000)))
+    assert set(short.phases) == {"prepare", "train", "predict", "refine"}
+    assert long.phases["train"] == pytest.approx(1000 * short.phases["train"])
+    for phase in ("prepare", "predict", "refine"):  # 40 times the voxels
+        assert long.phases[phase] == pytest.approx(40 * short.phases[phase])
+    fewer_transforms = costs.estimate((8, 32, 32), NSN2NConfig(**dict(TINY, steps=10, tta=1)))
+    assert fewer_transforms.phases["predict"] == pytest.approx(short.phases["predict"] / 2)
+    capped = costs.estimate((8, 32, 32), NSN2NConfig(**dict(TINY, steps=10 ** 6,
+                                                             max_seconds=0.5)))
+    assert capped.phases["train"] <= 0.5
+    assert estimate((8, 32, 32), NSN2NConfig(**TINY)).seconds > 0
 
 
 def test_back_off_gives_back_removed_anatomy_until_the_check_passes():
@@ -135,3 +152,32 @@ def metrics_ratio(noisy, output, sigma):
     from nsn2n.metrics import method_noise
 
     return method_noise(noisy, output, sigma).ratio
+
+
+def test_small_volumes_train_fewer_steps_and_explicit_steps_are_kept():
+    from nsn2n.methods.nsn2n.config import FULL_BUDGET_VOXELS, MIN_STEP_SHARE, steps_for
+
+    balanced = config_for("balanced")
+    assert steps_for(balanced, (64, 256, 256)) == balanced.steps  # above the full budget
+    half = steps_for(balanced, (1, 1, FULL_BUDGET_VOXELS // 2))
+    assert half == round(balanced.steps / 2)
+    assert steps_for(balanced, (3, 16, 16)) == round(balanced.steps * MIN_STEP_SHARE)
+    fast, best = config_for("fast"), config_for("best")
+    for shape in ((20, 72, 72), (32, 112, 112), (48, 224, 192)):  # presets keep their order
+        assert steps_for(fast, shape) < steps_for(balanced, shape) <= steps_for(best, shape)
+    explicit = config_for("balanced", steps=37)
+    assert steps_for(explicit, (3, 16, 16)) == 37
+
+
+def test_an_ensemble_averages_members_trained_with_other_seeds(noisy_phantom):
+    _, noisy = noisy_phantom
+    seen = []
+    one, _ = fit_predict(noisy, NSN2NConfig(**dict(TINY, guard_factor=0.0)))
+    pair, report = fit_predict(noisy, NSN2NConfig(**dict(TINY, guard_factor=0.0, ensemble=2)),
+                               progress=seen.append)
+    assert report.steps == 2 * TINY["steps"]
+    train = [p for p in seen if p.phase == "train"]
+    assert [p.step for p in train] == list(range(1, 2 * TINY["steps"] + 1))
+    assert {p.total for p in train} == {2 * TINY["steps"]}
+    assert train[-1].remaining == pytest.approx(0.0, abs=1e-6)
+    assert not np.array_equal(one, pair) and np.isfinite(pair).all()
