@@ -236,7 +236,8 @@ def run(args) -> int:
     ratios = [r.estimated / r.seconds for r in rows]
     text = "\n\n".join([
         f"Machine: {machine()}. Seed {args.seed}; `python -m benchmarks speed`; "
-        f"{time.strftime('%Y-%m-%d')}. Quality: {', '.join(f'{c}: {s}' for c, s in scores.items())}.",
+        f"{time.strftime('%Y-%m-%d')}. Quality: "
+        + ", ".join(f"{case}: {name}" for case, name in scores.items()) + ".",
         table(rows, bm4d, scores),
         f"Estimate / measured: median {statistics.median(ratios):.2f}, "
         f"range {min(ratios):.2f}-{max(ratios):.2f}.",

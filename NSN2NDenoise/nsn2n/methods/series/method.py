@@ -33,8 +33,8 @@ from ...nets import UNet2d
 from ...options import DenoiseOptions
 from ...noise import estimate_noise, repeats_sigma, tissue_mask
 from ...refine.guard import BAND_SCALES
-from ...runtime import (CancelEvent, Estimate, Progress, ProgressCallback, Stopwatch, autocast_dtype,
-                        check_cancel, precision_of, resolve_device)
+from ...runtime import (CancelEvent, Estimate, Progress, ProgressCallback, Stopwatch,
+                        autocast_dtype, check_cancel, precision_of, resolve_device)
 from ...symmetry import TTA_ELEMENTS, dihedral
 from ...training import Schedule, grad_scaler, train
 from ...volume import Volume, cast_like, resolve_slice_axis

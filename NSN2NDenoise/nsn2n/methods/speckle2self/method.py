@@ -57,8 +57,9 @@ from ...filters import gaussian_lowpass
 from ...inference import pad_to_multiple
 from ...intensity import to_gray
 from ...options import DenoiseOptions
-from ...runtime import (CancelEvent, Estimate, Progress, ProgressCallback, Stopwatch, autocast_dtype,
-                        check_cancel, precision_of, report_pace, resolve_device)
+from ...runtime import (CancelEvent, Estimate, Progress, ProgressCallback, Stopwatch,
+                        autocast_dtype, check_cancel, precision_of, report_pace,
+                        resolve_device)
 from ...training import Schedule, grad_scaler, train
 from ...volume import Volume, cast_like, check_voxels, resolve_slice_axis
 from ..base import RunReport, stack_of, training_overrides
