@@ -84,7 +84,9 @@ class NSN2NReport(RunReport):
                 f"{100 * self.matched_fraction:.0f} % of pixels matched between slices")
 
 
-def _effective_patch(config: NSN2NConfig, height: int, width: int) -> int:
+def effective_patch(config: NSN2NConfig, height: int, width: int) -> int:
+    """The training crop side for slices of ``height`` x ``width``: the config's, made to
+    fit and kept a multiple of the network's stride; InputError when none fits."""
     multiple = 2 ** config.depth
     patch = min(config.patch, (min(height, width) // multiple) * multiple)
     if patch < multiple:
@@ -109,7 +111,7 @@ def fit_predict(slices: np.ndarray, config: NSN2NConfig,
     depth, height, width = slices.shape
     if depth < 3:
         raise InputError(f"{depth} slices along the slice axis; at least 3 are needed")
-    patch = _effective_patch(config, height, width)
+    patch = effective_patch(config, height, width)
     run_length = min(config.run_length, depth)
     ic_pairs = min(config.ic_pairs, run_length - 1)
     device = resolve_device(config.device)
@@ -252,7 +254,7 @@ def refine(slices: np.ndarray, network_output: np.ndarray, noise: NoiseEstimate,
     which noisy voxels to average, and a guarded guide (noisier) cost 0.2 dB on real 2 mm
     MRI without a gain elsewhere, so the guide stays the network output.
     """
-    stopwatch = stopwatch or Stopwatch()
+    stopwatch = Stopwatch() if stopwatch is None else stopwatch
     guard = config.guard_factor > 0
     guided = None
     if config.nonlocal_strength > 0:  # before the guard and the Wiener stage overwrite it
@@ -355,7 +357,7 @@ def estimate(shape: Tuple[int, int, int], config: NSN2NConfig) -> Estimate:
     Training costs the same per step whatever the volume (fixed crops); every other phase
     grows with the voxels."""
     _, height, width = shape
-    return measure_costs(config, _effective_patch(config, height, width)).estimate(shape,
+    return measure_costs(config, effective_patch(config, height, width)).estimate(shape,
                                                                                    config)
 
 

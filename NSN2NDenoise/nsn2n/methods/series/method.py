@@ -40,8 +40,8 @@ from ...training import Schedule, grad_scaler, train
 from ...volume import Volume, cast_like, resolve_slice_axis
 from ..base import stack_of, training_overrides
 from ..nsn2n.config import steps_for
-from ..nsn2n.method import (WARNING, NSN2NReport, back_off, estimate, refine,
-                            rician_sigma_for)
+from ..nsn2n.method import (WARNING, NSN2NReport, back_off, effective_patch, estimate,
+                            refine, rician_sigma_for)
 from .config import PRESETS, SeriesConfig, config_for
 
 
@@ -115,11 +115,7 @@ def fit_predict(stacks: Sequence[np.ndarray], config: SeriesConfig, progress=Non
     """Train on the stacks of repeats (normalised, time first) and denoise them."""
     repeats = Repeats(stacks, config.context)
     height, width = repeats.stacks[0].shape[1:]
-    multiple = 2 ** config.depth
-    patch = min(config.patch, min(height, width) // multiple * multiple)
-    if patch < multiple:
-        raise InputError(f"slices of {height}x{width} pixels are too small; at least "
-                         f"{multiple}x{multiple} are needed")
+    patch, multiple = effective_patch(config, height, width), 2 ** config.depth
     device = resolve_device(config.device)
     dtype = autocast_dtype(device, config.precision)
     rng = np.random.default_rng(config.seed)
