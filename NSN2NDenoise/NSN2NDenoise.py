@@ -10,27 +10,29 @@ import qt
 import slicer
 import vtk
 from slicer.i18n import tr as _
-from slicer.parameterNodeWrapper import Choice, parameterNodeWrapper
+from slicer.i18n import translate
+from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleLogic,
                                            ScriptedLoadableModuleTest,
                                            ScriptedLoadableModuleWidget)
 from slicer.util import VTKObservationMixin
-from typing import Annotated
+from typing import Annotated, Union
 
 from NSN2NDenoiseLib.dependencies import ensureTorch
 from NSN2NDenoiseLib.logic import NSN2NDenoiseLogic, panel_options
-from NSN2NDenoiseLib.state import ProcessingState
-from NSN2NDenoiseLib.viewing import showBeforeAfter
+from NSN2NDenoiseLib.state import ProcessingState, State, progress_text
+from NSN2NDenoiseLib.viewing import setForegroundOpacity, showBeforeAfter
 from nsn2n.options import BIAS_CORRECTION, METHODS, PRESETS, SLICE_AXES
 
 README_URL = "https://github.com/NSN2NDenoise/SlicerNSN2NDenoise#readme"
+MAX_SEED, MAX_STEPS = 2 ** 31 - 1, 100000  # as the .ui's spin boxes
 
 
 class NSN2NDenoise(ScriptedLoadableModule):
     def __init__(self, parent):
         ScriptedLoadableModule.__init__(self, parent)
         self.parent.title = _("NSN2N Denoise")
-        self.parent.categories = [_("Filtering")]
+        self.parent.categories = [translate("qSlicerAbstractCoreModule", "Filtering")]
         self.parent.dependencies = []
         self.parent.contributors = ["NSN2NDenoise developers"]
         self.parent.helpText = _(
@@ -46,16 +48,20 @@ class NSN2NDenoise(ScriptedLoadableModule):
 
 @parameterNodeWrapper
 class NSN2NDenoiseParameterNode:
-    inputVolume: slicer.vtkMRMLScalarVolumeNode
+    # Vector volumes are RGB ultrasound exports (Speckle2Self converts them to gray);
+    # sequences (cines, fMRI, DWI) give a new sequence (NSN2NDenoiseLib.sequences).
+    inputVolume: Union[slicer.vtkMRMLScalarVolumeNode, slicer.vtkMRMLVectorVolumeNode,
+                       slicer.vtkMRMLSequenceNode]
     outputVolume: slicer.vtkMRMLScalarVolumeNode
     # The options' fields share DenoiseOptions' names (NSN2NDenoiseLib.logic.panel_options).
-    # A series is a sequence node in Slicer, not a scalar volume: the series method is the
-    # command's and the Python API's.
+    # "auto" picks the series method for a sequence of volumes.
     method: Annotated[str, Choice([m for m in METHODS if m != "series"])] = "auto"
     preset: Annotated[str, Choice(list(PRESETS))] = "balanced"
-    seed: int = 0
+    # Without a range the GUI connector widens the spin boxes to +-2**31, losing the .ui's
+    # limits and the "from preset" text shown at the minimum.
+    seed: Annotated[int, WithinRange(0, MAX_SEED)] = 0
     slice_axis: Annotated[str, Choice(list(SLICE_AXES))] = "auto"
-    steps: int = 0  # 0: the preset's
+    steps: Annotated[int, WithinRange(0, MAX_STEPS)] = 0  # 0: the preset's
     bias_correction: Annotated[str, Choice(list(BIAS_CORRECTION))] = "auto"
 
 
@@ -78,6 +84,8 @@ class NSN2NDenoiseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._timer = qt.QTimer()
         self._timer.setInterval(50)
         self._timer.connect("timeout()", self._poll)
+        self._polling = False
+        self._runInput = None
 
     def setup(self):
         ScriptedLoadableModuleWidget.setup(self)
@@ -85,18 +93,27 @@ class NSN2NDenoiseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.layout.addWidget(uiWidget)
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
-        self.ui.progressBar.hide()
-        # Devices are a property of this machine, not of the scene: not a parameter.
-        for value, label in NSN2NDenoiseLogic.deviceChoices():
-            self.ui.deviceComboBox.addItem(label, value)
+        # The engine's process gets the environment Slicer started in (PythonSlicer
+        # adds Slicer's own paths to it), as slicer.util.launchConsoleProcess does.
+        self.logic.environment = slicer.util.startupEnvironment()
+        self._fillDevices()
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
-        self.ui.opacitySlider.connect("valueChanged(double)", self.onOpacityChanged)
+        self.ui.opacitySlider.connect("valueChanged(double)", setForegroundOpacity)
         self.initializeParameterNode()
 
+    def _fillDevices(self):
+        """Devices are a property of this machine, not of the scene: not a parameter.
+        Filled again once torch is installed (GPUs are found through torch)."""
+        current = self.ui.deviceComboBox.currentData
+        self.ui.deviceComboBox.clear()
+        for value, label in NSN2NDenoiseLogic.deviceChoices():
+            self.ui.deviceComboBox.addItem(label, value)
+        self.ui.deviceComboBox.setCurrentIndex(max(0, self.ui.deviceComboBox.findData(current)))
+
     def cleanup(self):
-        """Module reload or application exit: stop the worker first."""
+        """Module reload or application exit: stop the engine's process first."""
         self._stopJob()
         self.removeObservers()
 
@@ -104,8 +121,7 @@ class NSN2NDenoiseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.initializeParameterNode()
 
     def exit(self):
-        """Leaving the module cancels a running job (the panel showing it goes away)."""
-        self._stopJob()
+        """A run goes on in its own process while another module is shown."""
         self._setParameterNode(None)
 
     def onSceneStartClose(self, caller, event):
@@ -140,84 +156,107 @@ class NSN2NDenoiseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.applyButton.enabled = state.apply_enabled and (ready or state.busy)
         self.ui.parametersCollapsibleButton.enabled = state.inputs_enabled
         self.ui.advancedCollapsibleButton.enabled = state.inputs_enabled
+        self.ui.progressBar.visible = state.shows_progress
 
     def onApplyButton(self):
-        if self.processing.busy:
-            self.processing.handle("cancel")
-            self.logic.cancel()
-            self._updateButtons()
-            return
-        if not ensureTorch():
-            return
-        p = self._parameterNode
-        options = panel_options(p, self.ui.deviceComboBox.currentData)
-        estimated = None
-        with slicer.util.tryWithErrorDisplay(_("Could not estimate the run time."),
-                                             waitCursor=True):
-            estimated = self.logic.estimate(p.inputVolume, options)
-        if estimated is None or not self._confirmLongRun(estimated.seconds):
-            return
-        self.ui.statusLabel.text = _("Expected to take about {s:.0f} s.").format(
-            s=estimated.seconds)
         with slicer.util.tryWithErrorDisplay(_("Could not start denoising."), waitCursor=True):
-            self.logic.process(p.inputVolume, p.outputVolume, waitForCompletion=False,
-                               progressCallback=self._onProgress, onFinished=self._onFinished,
-                               onError=self._onError, onCancelled=self._onCancelled,
-                               estimated=estimated, options=options)
-            self.processing.handle("start")
-            self.ui.progressBar.show()
-            self._timer.start()
+            if self.processing.busy:
+                self._cancel()
+            elif self._ensureTorch():
+                self._start()
         self._updateButtons()
 
-    def _confirmLongRun(self, seconds):
-        if seconds < 60:
-            return True
-        return slicer.util.confirmOkCancelDisplay(
-            _("Denoising will take about {minutes} minutes on this computer. "
-              "Continue?").format(minutes=max(1, round(seconds / 60))))
+    def _ensureTorch(self):
+        self.processing.handle("install")  # the installer runs Qt events: no second click
+        self._updateButtons()
+        try:
+            ready = ensureTorch()
+        finally:
+            self.processing.handle("installed")
+            self._updateButtons()
+        if ready:
+            self._fillDevices()
+        return ready
+
+    def _start(self):
+        p = self._parameterNode
+        self._runInput = p.inputVolume
+        self.logic.process(p.inputVolume, p.outputVolume, waitForCompletion=False,
+                           options=panel_options(p, self.ui.deviceComboBox.currentData),
+                           progressCallback=self._onProgress, onFinished=self._onFinished,
+                           onError=self._onError, onCancelled=self._onCancelled)
+        self.processing.handle("start")
+        self.ui.progressBar.setRange(0, 0)  # busy until the first step
+        self.ui.progressBar.setFormat(_("Estimating the run time"))
+        self.ui.statusLabel.text = ""
+        self._timer.start()
+
+    def _cancel(self):
+        if self.processing.state is State.RUNNING:
+            self.processing.handle("cancel")
+            self.logic.cancel()
+        self._updateButtons()
 
     def _poll(self):
-        running = self.logic.poll()
-        time.sleep(0.01)  # PythonQt keeps the GIL in the event loop: let the worker run
+        if self._polling:  # a dialog opened by an event runs Qt events: no nested poll
+            return
+        self._polling = True
+        try:
+            running = self.logic.poll()
+            # PythonQt keeps the GIL between Qt events: let the threads reading the
+            # engine's output run.
+            time.sleep(0.005)
+        except Exception as error:  # a failure in a handler must not leave the panel busy
+            running = False
+            self._onError(error)
+        finally:
+            self._polling = False
         if not running:
             self._timer.stop()
-            self.ui.progressBar.hide()
+            self._updateButtons()
 
     def _onProgress(self, p):
-        phase = {"prepare": _("Preparing"), "train": _("Training"), "predict": _("Denoising"),
-                 "refine": _("Refining")}
-        self.ui.progressBar.setMaximum(max(p.total, 1))
+        if p.phase == "estimate":
+            self._onEstimate(p.remaining)
+            return
+        self.ui.progressBar.setRange(0, max(p.total, 1))
         self.ui.progressBar.setValue(min(p.step, p.total))
-        left = "" if p.remaining != p.remaining else _(", about {s:.0f} s left").format(s=p.remaining)
-        loss = "" if p.loss != p.loss else _(", loss {loss:.5f}").format(loss=p.loss)
-        self.ui.progressBar.setFormat(f"{phase.get(p.phase, p.phase)} {p.step}/{p.total}{loss}{left}")
+        self.ui.progressBar.setFormat(progress_text(p, _))
+
+    def _onEstimate(self, seconds):
+        self.ui.statusLabel.text = _("Expected to take about {s:.0f} s.").format(s=seconds)
+        if seconds >= 60 and self.processing.state is State.RUNNING and not \
+                slicer.util.confirmOkCancelDisplay(
+                    _("Denoising will take about {minutes} minutes on this computer. "
+                      "Continue?").format(minutes=max(1, round(seconds / 60)))):
+            self._cancel()
 
     def _onFinished(self, node, report):
         self.processing.handle("finish")
-        if self._parameterNode:
-            self._parameterNode.outputVolume = node
-            showBeforeAfter(self._parameterNode.inputVolume, node, self.ui.opacitySlider.value)
-        self.ui.statusLabel.text = _("Done in {s:.0f} s on {device}. {detail}").format(
-            s=report.total_seconds, device=report.device, detail=report.summary())
-        self._updateButtons()
+        try:
+            if not node.IsA("vtkMRMLSequenceNode"):  # a sequence shows in its browser
+                if self._parameterNode:
+                    self._parameterNode.outputVolume = node
+                showBeforeAfter(self._runInput, node, self.ui.opacitySlider.value)
+            self.ui.statusLabel.text = _("Done in {s:.0f} s on {device}. {detail}").format(
+                s=report.total_seconds, device=report.device, detail=report.summary())
+        finally:
+            self._updateButtons()
         if report.warning:
             slicer.util.warningDisplay(report.warning, windowTitle=_("Check the output"))
 
     def _onError(self, error):
-        self.processing.handle("fail")
+        if self.processing.busy:
+            self.processing.handle("fail")
         self._updateButtons()
         slicer.util.errorDisplay(_("Denoising failed: {error}").format(error=error),
-                                 detailedText=repr(error))
+                                 detailedText=getattr(error, "details", "") or repr(error))
 
     def _onCancelled(self):
-        self.processing.handle("cancelled")
+        if self.processing.busy:
+            self.processing.handle("cancelled")
         self.ui.statusLabel.text = _("Cancelled; the scene is unchanged.")
         self._updateButtons()
-
-    def onOpacityChanged(self, value):
-        for name in slicer.app.layoutManager().sliceViewNames():
-            composite = slicer.app.layoutManager().sliceWidget(name).mrmlSliceCompositeNode()
-            composite.SetForegroundOpacity(value)
 
     def _stopJob(self):
         if self.logic.busy:
@@ -225,6 +264,7 @@ class NSN2NDenoiseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self.processing.busy:
             self.processing.handle("cancelled")
         self._timer.stop()
+        self._updateButtons()
 
 
 class NSN2NDenoiseTest(ScriptedLoadableModuleTest):
@@ -238,6 +278,9 @@ class NSN2NDenoiseTest(ScriptedLoadableModuleTest):
         self.test_denoise_sample_few_iterations()
 
     def test_denoise_sample_few_iterations(self):
+        # Slicer's extension build machines have the PyTorch extension (a dependency), not
+        # torch itself: install it as a user would, without the dialog.
+        self.assertTrue(ensureTorch(askConfirmation=False), "PyTorch could not be installed")
         import os
 
         import numpy as np

@@ -81,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     one.add_argument("--precision", required=True)
     one.add_argument("--seed", type=int, default=0)
     one.add_argument("--data", default=None)
+    one.add_argument("--max-minutes", type=float, default=None)
     ultrasound = command("ultrasound", "Speckle2Self on simulated speckle and real files")
     ultrasound.add_argument("--cases", default="us-fine,us-coarse")
     ultrasound.add_argument("--preset", default="balanced")

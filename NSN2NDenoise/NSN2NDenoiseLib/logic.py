@@ -7,10 +7,13 @@ Slicer's Python console, in batch scripts and under plain pytest with ``slicer-c
 from __future__ import annotations
 
 import threading
-from typing import Callable, Optional
+from typing import Callable, Mapping, Optional
 
-from .job import DenoiseJob
+from nsn2n.options import MODALITIES
+
+from .job import EngineRun
 from .nodes import volume_from_node, write_output
+from .sequences import is_sequence, volume_from_sequence, write_output_sequence
 
 # The parameter node's fields that are DenoiseOptions fields of the same name.
 PANEL_OPTIONS = ("method", "preset", "steps", "seed", "slice_axis", "bias_correction")
@@ -43,7 +46,8 @@ def engine_options(options=None, **values):
 
 
 class NSN2NDenoiseLogic:
-    """Denoise scalar volume nodes with the NSN2NDenoise engine.
+    """Denoise volume nodes (scalar or RGB) and sequences of volumes or frames with the
+    NSN2NDenoise engine (a sequence gives a new sequence: ``sequences.py``).
 
     Batch use from the Python console::
 
@@ -56,9 +60,12 @@ class NSN2NDenoiseLogic:
     ``max_minutes``, ``modality``), given as keywords or as ``options=``.
     """
 
-    def __init__(self):
-        self.job: Optional[DenoiseJob] = None
+    def __init__(self, environment: Optional[Mapping[str, str]] = None):
+        self.job: Optional[EngineRun] = None
         self.lastReport = None  # the RunReport of the last finished run
+        # The environment of the engine's process; None: this process's.  Inside Slicer
+        # the widget passes slicer.util.startupEnvironment(), which PythonSlicer expects.
+        self.environment = environment
 
     @property
     def busy(self) -> bool:
@@ -73,14 +80,17 @@ class NSN2NDenoiseLogic:
         """Denoise ``inputVolume`` into ``outputVolume`` (a new node when None) with
         ``options`` and/or option ``values`` (see the class docstring).
 
-        With ``waitForCompletion=True`` (scripts) this blocks and returns the output node.
-        With ``False`` (the panel) the voxels are copied now, training runs on a background
-        thread, and the caller must call :meth:`poll` on the main thread until it returns
-        False; ``onFinished(outputNode, report)`` then delivers the node, and the return
-        value is ``outputVolume`` as given (None when a new node will be created).
-        Nothing is added to or changed in the scene before the result is complete.
-        ``estimated``: the :meth:`estimate` shown before the run; the report records it
-        and progress then counts down the whole run.
+        With ``waitForCompletion=True`` (scripts) this runs here, blocks and returns the
+        output node; ``cancelEvent`` stops it, ``estimated`` (the :meth:`estimate` shown
+        before) is recorded in the report and makes progress count down the whole run.
+        With ``False`` (the panel) the voxels are copied now and the run goes to its own
+        process (``job.EngineRun``: a Python thread inside Slicer would share the
+        application's interpreter lock); the caller must call :meth:`poll` on the main
+        thread until it returns False.  Its first progress has the phase ``estimate``
+        (``remaining``: the expected seconds); ``onFinished(outputNode, report)`` then
+        delivers the node, and the return value is ``outputVolume`` as given (None when a
+        new node will be created).  Nothing is added to or changed in the scene before
+        the result is complete, and nothing after a cancel.
         """
         from nsn2n.errors import InputError
         from nsn2n.pipeline import denoise, validate
@@ -90,27 +100,45 @@ class NSN2NDenoiseLogic:
         if outputVolume is not None and inputVolume is not None \
                 and outputVolume.GetID() == inputVolume.GetID():
             raise InputError("The output volume must differ from the input volume.")
+        sequence = is_sequence(inputVolume)
+        if sequence and outputVolume is not None:
+            raise InputError("A sequence is denoised into a new sequence; leave the output "
+                             "volume empty.")
         chosen = engine_options(options, **values)
         validate(chosen)
-        volume = volume_from_node(inputVolume)  # copied on the calling (main) thread
+        # Copied on the calling (main) thread.
+        volume = volume_from_sequence(inputVolume) if sequence else volume_from_node(inputVolume)
 
-        def work(progress, cancel):
-            return denoise(volume, chosen, progress, cancel, estimated=estimated)
+        def write(array):
+            if sequence:
+                return write_output_sequence(inputVolume, array)
+            return write_output(inputVolume, array, outputVolume)
 
         if waitForCompletion:
-            result, report = work(progressCallback, cancelEvent)
+            result, report = denoise(volume, chosen, progressCallback, cancelEvent,
+                                     estimated=estimated)
             self.lastReport = report
-            return write_output(inputVolume, result.array, outputVolume)
+            return write(result.array)
+
+        if chosen.modality is None and volume.modality in MODALITIES:
+            chosen = engine_options(chosen, modality=volume.modality)  # not in the file
 
         def finished(payload):
-            result, report = payload
+            array, report = payload
+            try:
+                node = write(array)
+            except Exception as error:  # the panel must leave its running state
+                if onError is None:
+                    raise
+                onError(error)
+                return
             self.lastReport = report
-            node = write_output(inputVolume, result.array, outputVolume)
             if onFinished is not None:
                 onFinished(node, report)
 
-        self.job = DenoiseJob(work, on_progress=progressCallback, on_done=finished,
-                              on_error=onError, on_cancelled=onCancelled).start()
+        self.job = EngineRun(volume, chosen, on_progress=progressCallback, on_done=finished,
+                             on_error=onError, on_cancelled=onCancelled,
+                             environment=self.environment).start()
         return outputVolume
 
     def poll(self) -> bool:
@@ -118,7 +146,8 @@ class NSN2NDenoiseLogic:
         return self.job.poll() if self.job is not None else False
 
     def cancel(self) -> None:
-        """Ask the running job to stop; it does within one training iteration."""
+        """Stop the running job: its process ends within a second; the scene stays as
+        it was."""
         if self.job is not None:
             self.job.cancel()
 
@@ -134,7 +163,9 @@ class NSN2NDenoiseLogic:
         measured on the device the run will use; takes a second or two."""
         from nsn2n.pipeline import estimate
 
-        return estimate(volume_from_node(inputVolume), engine_options(options, **values))
+        volume = (volume_from_sequence(inputVolume) if is_sequence(inputVolume)
+                  else volume_from_node(inputVolume))
+        return estimate(volume, engine_options(options, **values))
 
     @staticmethod
     def deviceChoices():
@@ -142,7 +173,7 @@ class NSN2NDenoiseLogic:
         choices = [("auto", "Automatic"), ("cpu", "CPU")]
         try:
             import torch
-        except ImportError:
+        except Exception:  # not installed, or a broken install (missing DLLs): say so on Denoise
             return choices
         if torch.cuda.is_available():
             for index in range(torch.cuda.device_count()):

@@ -18,3 +18,10 @@ def showBeforeAfter(inputNode, outputNode, opacity: float = 0.5) -> None:
         return
     for name in layoutManager.sliceViewNames():
         layoutManager.sliceWidget(name).mrmlSliceCompositeNode().SetLinkedControl(True)
+
+
+def setForegroundOpacity(value):
+    """Fade every slice view between the output (background) and the input."""
+    layout = slicer.app.layoutManager()
+    for name in layout.sliceViewNames():
+        layout.sliceWidget(name).mrmlSliceCompositeNode().SetForegroundOpacity(value)

@@ -9,10 +9,12 @@ repository (``python -m benchmarks``), not in the package.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import json
 import logging
 import sys
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 from .errors import Cancelled, InputError
 from .options import (BIAS_CORRECTION, METHODS, MODALITIES, PRECISIONS, PRESETS, SLICE_AXES,
@@ -32,7 +34,10 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("denoise", help="denoise one volume or ultrasound image/cine "
                               "(NIfTI, NRRD, MetaImage, DICOM file or series folder)")
     run.add_argument("input", help="input file, or a folder holding one DICOM series")
-    run.add_argument("output", help="output file: .nii, .nii.gz, .nrrd, .nhdr, .mha or .mhd")
+    run.add_argument("output", help="output file: .nii, .nii.gz, .nrrd, .nhdr, .mha or "
+                     ".mhd; or, for a DICOM series input, a new or empty folder (a path "
+                     "without an extension): the result as a derived DICOM series of the "
+                     "same patient and study")
     # dest names are DenoiseOptions' field names: the options are built from them as they are
     run.add_argument("--method", default="auto", choices=METHODS,
                      help="auto: series for a 4-D series of volumes, speckle2self for "
@@ -68,10 +73,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def options_from(args: argparse.Namespace) -> DenoiseOptions:
-    import dataclasses
-
     return DenoiseOptions(**{field.name: getattr(args, field.name)
                              for field in dataclasses.fields(DenoiseOptions)})
+
+
+def arguments_for(options: DenoiseOptions) -> List[str]:
+    """The ``denoise`` flags that :func:`options_from` turns back into ``options``: how
+    another process (the Slicer panel's) asks for the same run."""
+    arguments = []
+    for field in dataclasses.fields(DenoiseOptions):
+        value = getattr(options, field.name)
+        if value is None:
+            continue
+        if field.name == "bias_correction":
+            value = "on" if value else "off"
+        arguments += ["--" + field.name.replace("_", "-"), str(value)]
+    return arguments
 
 
 class _Reporter:
@@ -111,6 +128,7 @@ class _Reporter:
 
 
 def _denoise(args) -> int:
+    from .dicom import check_output_folder, is_dicom_output, source_tags, write_derived_series
     from .intensity import to_gray
     from .pipeline import denoise, estimate, validate
     from .runtime import Progress
@@ -119,12 +137,19 @@ def _denoise(args) -> int:
 
     options = options_from(args)
     validate(options)
-    check_output_path(args.output, args.input)
+    as_dicom = is_dicom_output(args.output)
+    if as_dicom:
+        check_output_folder(args.output, args.input)
+    else:
+        check_output_path(args.output, args.input)
     if args.preview:
         check_png_path(args.preview)
     if args.report:
         check_writable_folder(args.report)
     volume = read_volume(args.input)
+    if as_dicom and volume.dimension == 4:  # refused now, not after the run
+        raise InputError("DICOM output takes a volume or an image; write a series of "
+                         "volumes as a file (.nii.gz, .nrrd, ...)")
     reporter = _Reporter(args.progress)
     estimated = estimate(volume, options)
     if reporter.mode == "json":  # a progress line whose time left is the whole estimate
@@ -136,7 +161,11 @@ def _denoise(args) -> int:
         result, report = denoise(volume, options, progress=reporter, estimated=estimated)
     finally:
         reporter.close()
-    write_volume(result, args.output)
+    if as_dicom:
+        write_derived_series(result, args.output, source_tags(args.input),
+                             *derived_descriptions(report))
+    else:
+        write_volume(result, args.output)
     if args.preview:
         before, after = volume.array, result.array
         if volume.dimension == 4:  # a series: its middle volume
@@ -157,6 +186,17 @@ def _denoise(args) -> int:
     return EXIT_OK
 
 
+def derived_descriptions(report) -> Tuple[str, str]:
+    """The series description and the derivation description of a DICOM result."""
+    from . import __version__
+
+    return (f"denoised {report.method} {report.preset}",
+            f"Denoised by NSN2NDenoise {__version__}: method {report.method}, preset "
+            f"{report.preset}, {report.steps} training steps, seed {report.seed}, "
+            f"{report.device} {report.precision}. Self-supervised: trained on this series "
+            "only; not for diagnosis without comparing with the original series.")
+
+
 def duration(seconds: float) -> str:
     """``seconds`` as a person reads it: "40 s", "3 min 10 s"."""
     seconds = max(0, round(seconds))
@@ -165,12 +205,33 @@ def duration(seconds: float) -> str:
     return f"{seconds // 60} min {seconds % 60:02d} s"
 
 
+@contextlib.contextmanager
+def _cancelled_by_terminate():
+    """SIGTERM (how the Slicer panel and job schedulers stop a run) ends the run as
+    Ctrl-C does: through the cleanup paths, with nothing written."""
+    import signal
+    import threading
+
+    def cancel(signum, frame):
+        raise Cancelled("terminated")
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, cancel)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="nsn2n: %(message)s")
     try:
-        return _denoise(args)
+        with _cancelled_by_terminate():
+            return _denoise(args)
     except InputError as exc:
         print(f"nsn2n: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -144,18 +144,25 @@ def _geometry_3d(image, path: Path) -> Geometry:
                     (a, b, 0.0, c, d, 0.0, 0.0, 0.0, 1.0))
 
 
-def _read_dicom_series(folder: Path):
+def dicom_series_files(folder: Path, warn: bool = True):
+    """The files of the DICOM series in ``folder``, in slice order.  Several series in one
+    folder: the one with the most files, the usual "the volume" of an export (a scout or
+    a dose report may sit beside it), with a warning."""
     sitk = _sitk()
     series = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
     if not series:
         raise InputError(f"no DICOM series found in folder {folder}")
-    # Several series in one folder: take the one with the most files, the usual "the
-    # volume" of an export, and say so, since a scout or a dose report may sit beside it.
     files = max((sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), s) for s in series),
                 key=len)
-    if len(series) > 1:
+    if len(series) > 1 and warn:
         log.warning("%s holds %d DICOM series; using the largest (%d files)", folder,
                     len(series), len(files))
+    return files
+
+
+def _read_dicom_series(folder: Path):
+    sitk = _sitk()
+    files = dicom_series_files(folder)
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(files)
     reader.MetaDataDictionaryArrayUpdateOn()
@@ -291,7 +298,7 @@ def check_writable_folder(path) -> Path:
     return Path(path)
 
 
-def _image_of(volume: Volume):
+def image_of(volume: Volume):
     """The SimpleITK image of ``volume`` with its geometry."""
     sitk = _sitk()
     geometry = volume.geometry
@@ -323,7 +330,7 @@ def write_volume(volume: Volume, path) -> Path:
     """Write atomically: a temporary folder beside the target, then rename into place."""
     path = check_output_path(path)
     sitk = _sitk()
-    image = _image_of(volume)
+    image = image_of(volume)
     try:
         staging = Path(tempfile.mkdtemp(prefix=".nsn2n-", dir=path.resolve().parent))
     except OSError as exc:  # read-only file system, quota: what os.access cannot see

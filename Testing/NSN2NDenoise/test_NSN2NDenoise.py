@@ -12,32 +12,6 @@ import pytest
 import Testing.NSN2NDenoise.mrml_helpers  # noqa: F401  (skips without slicer-core)
 
 
-@pytest.fixture
-def module(monkeypatch):
-    class Base:
-        def __init__(self, *args, **kwargs):
-            pass
-
-    stubs = {
-        "qt": types.SimpleNamespace(QTimer=object),
-        "slicer.i18n": types.SimpleNamespace(tr=lambda text: text),
-        "slicer.parameterNodeWrapper": types.SimpleNamespace(
-            Choice=lambda values: values, parameterNodeWrapper=lambda cls: cls),
-        "slicer.ScriptedLoadableModule": types.SimpleNamespace(
-            ScriptedLoadableModule=Base, ScriptedLoadableModuleLogic=Base,
-            ScriptedLoadableModuleWidget=Base, ScriptedLoadableModuleTest=unittest.TestCase),
-    }
-    for name, stub in stubs.items():
-        monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
-        sys.modules[name].__dict__.update(vars(stub))
-    monkeypatch.delitem(sys.modules, "NSN2NDenoise", raising=False)
-    monkeypatch.delitem(sys.modules, "NSN2NDenoiseLib.viewing", raising=False)
-    monkeypatch.delitem(sys.modules, "NSN2NDenoiseLib.dependencies", raising=False)
-    import NSN2NDenoise
-
-    return NSN2NDenoise
-
-
 def test_the_module_exposes_the_lib_logic_under_the_same_name(module):
     from NSN2NDenoiseLib.logic import NSN2NDenoiseLogic
 
@@ -49,7 +23,8 @@ def test_the_module_exposes_the_lib_logic_under_the_same_name(module):
 def test_module_metadata(module):
     parent = types.SimpleNamespace()
     module.NSN2NDenoise.__init__(types.SimpleNamespace(parent=parent), parent)
-    assert parent.categories == ["Filtering"]
+    # Translated in the context Slicer's own category names use (module templates).
+    assert parent.categories == [("qSlicerAbstractCoreModule", "Filtering")]
     # The help links to the documentation the extension declares as its homepage.
     cmake = (Path(module.__file__).resolve().parents[1] / "CMakeLists.txt").read_text()
     homepage = re.search(r'set\(EXTENSION_HOMEPAGE "([^"]+)"\)', cmake).group(1)
@@ -60,3 +35,49 @@ def test_module_metadata(module):
 
 def test_module_file_stays_thin(module):
     assert len(Path(module.__file__).read_text().splitlines()) < 300
+
+
+def ui_spin_box_range(name):
+    import xml.etree.ElementTree as ET
+
+    tree = ET.parse(Path(__file__).resolve().parents[2] / "NSN2NDenoise" / "Resources" / "UI"
+                    / "NSN2NDenoise.ui")
+    for widget in tree.iter("widget"):
+        bound = widget.find("property[@name='SlicerParameterName']/string")
+        if bound is not None and bound.text == name:
+            limits = {p.get("name"): int(p.find("number").text)
+                      for p in widget.findall("property") if p.find("number") is not None}
+            special = widget.find("property[@name='specialValueText']/string")
+            return (limits.get("minimum", 0), limits.get("maximum", 99),
+                    None if special is None else special.text)
+    raise KeyError(name)
+
+
+def test_integer_parameters_keep_the_limits_of_their_spin_boxes(module):
+    # The GUI connector sets +-2**31 on a spin box bound to an int without a range: the
+    # seed could go negative (an error) and "from preset" (the minimum) never showed.
+    import typing
+
+    hints = typing.get_type_hints(module.NSN2NDenoiseParameterNode, include_extras=True)
+    ints = [name for name, hint in hints.items() if typing.get_origin(hint) is typing.Annotated
+            and typing.get_args(hint)[0] is int]
+    assert set(ints) == {"seed", "steps"}
+    for name in ints:
+        low, high, special = ui_spin_box_range(name)
+        assert ("WithinRange", low, high) in typing.get_args(hints[name])[1:], name
+    assert ui_spin_box_range("steps")[0] == 0 and ui_spin_box_range("steps")[2] == "from preset"
+    assert ui_spin_box_range("seed")[0] == 0
+
+
+def test_the_input_selector_lists_the_node_types_the_parameter_takes(module):
+    import typing
+    import xml.etree.ElementTree as ET
+
+    hint = typing.get_type_hints(module.NSN2NDenoiseParameterNode)["inputVolume"]
+    declared = {t.__name__ for t in typing.get_args(hint)}
+    assert declared == {"vtkMRMLScalarVolumeNode", "vtkMRMLVectorVolumeNode",  # RGB too
+                        "vtkMRMLSequenceNode"}
+    tree = ET.parse(Path(module.__file__).parent / "Resources" / "UI" / "NSN2NDenoise.ui")
+    selector = next(w for w in tree.iter("widget") if w.get("name") == "inputSelector")
+    listed = {s.text for s in selector.find("property[@name='nodeTypes']/stringlist")}
+    assert listed == declared

@@ -88,3 +88,61 @@ def test_icons_are_png_of_the_right_size():
         data = path.read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n"
         assert struct.unpack(">II", data[16:24]) == (128, 128)
+
+
+# The Extensions Index's submission checklist (Slicer/ExtensionsIndex,
+# .github/PULL_REQUEST_TEMPLATE.md), the items that can be checked without the network.
+CATALOG_SCHEMA_KEYS = {"$schema", "category", "scm_url", "scm_revision", "scm_type",
+                       "build_dependencies", "build_subdirectory", "enabled", "tier"}
+
+
+def cmake_value(key):
+    text = (MODULE.parent / "CMakeLists.txt").read_text()
+    return re.search(rf'set\({key} "([^"]+)"\)', text).group(1)
+
+
+def test_catalog_entry_follows_the_schema_and_declares_pytorch():
+    import json
+
+    entry = json.loads((MODULE.parent / "Resources" / "ExtensionsIndex"
+                        / "NSN2NDenoise.json").read_text())
+    assert entry["$schema"].endswith("slicer-extension-catalog-entry-schema-v1.0.1.json#")
+    assert {"$schema", "category", "scm_url"} <= set(entry) <= CATALOG_SCHEMA_KEYS
+    assert entry["build_dependencies"] == ["PyTorch"] == cmake_value("EXTENSION_DEPENDS").split()
+    assert entry["category"] == cmake_value("EXTENSION_CATEGORY")
+    assert 1 <= entry["tier"] <= 5 and entry["scm_revision"] == "main"  # a branch, not a hash
+    homepage = cmake_value("EXTENSION_HOMEPAGE").split("#")[0]
+    assert entry["scm_url"] == homepage + ".git"
+
+
+def test_repository_is_named_slicer_plus_the_extension_name():
+    name = re.search(r"project\((\w+)\)", (MODULE.parent / "CMakeLists.txt").read_text())
+    assert cmake_value("EXTENSION_HOMEPAGE").split("#")[0].endswith("/Slicer" + name.group(1))
+
+
+def test_icon_and_screenshot_urls_name_files_of_this_repository():
+    def local(url):
+        path = url.split("/main/", 1)[1]
+        assert url.startswith("https://raw.githubusercontent.com/") and (MODULE.parent / path).is_file(), url
+
+    local(cmake_value("EXTENSION_ICONURL"))
+    screenshots = cmake_value("EXTENSION_SCREENSHOTURLS").split()
+    assert screenshots
+    for url in screenshots:
+        local(url)
+
+
+def test_description_is_one_or_two_sentences():
+    sentences = [s for s in re.split(r"(?<=\.)\s+", cmake_value("EXTENSION_DESCRIPTION")) if s]
+    assert 1 <= len(sentences) <= 3  # the last one: "Runs on the CPU or a GPU."
+
+
+def test_readme_has_what_the_checklist_asks_of_the_homepage():
+    readme = (MODULE.parent / "README.md").read_text()
+    assert readme.startswith("# NSN2NDenoise")
+    assert re.search(r"!\[[^\]]*\]\(Resources/Screenshots/\w+\.png\)", readme)  # an image
+    assert "## In 3D Slicer" in readme  # the module and how to use it
+    assert "arXiv" in readme  # the publications
+    assert "Apache" in readme and (MODULE.parent / "LICENSE").is_file()
+    license_text = (MODULE.parent / "LICENSE").read_text()
+    assert "Apache License" in license_text and "Version 2.0, January 2004" in license_text

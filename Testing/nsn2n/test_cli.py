@@ -231,3 +231,43 @@ def test_a_4d_series_is_denoised_whole(tmp_path, capsys):
     assert result.GetSize() == (24, 24, 4, 6) and result.GetSpacing()[3] == 2.0
     written = json.loads(report.read_text())
     assert written["method"] == "series" and written["stride"] == 2
+
+
+@pytest.mark.parametrize("options", [
+    dict(),
+    dict(method="nsn2n", preset="best", steps=12, max_minutes=2.5, seed=7, device="cpu",
+         precision="fp32", slice_axis=1, modality="CT", bias_correction=False,
+         series_stride=2),
+    dict(bias_correction=True, slice_axis="auto", modality="US", method="speckle2self"),
+])
+def test_options_survive_the_trip_through_the_command_line(options):
+    # How the Slicer panel hands its options to the engine's process.
+    from nsn2n.cli import arguments_for, build_parser, options_from
+    from nsn2n.options import DenoiseOptions
+
+    chosen = DenoiseOptions(**options)
+    parsed = build_parser().parse_args(["denoise", "in.nrrd", "out.nrrd",
+                                        *arguments_for(chosen)])
+    assert options_from(parsed) == chosen
+
+
+def test_a_sigterm_ends_the_command_as_a_cancel_with_nothing_written(tmp_path, ct_file):
+    import signal
+    import time
+
+    out = tmp_path / "out.nrrd"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    process = subprocess.Popen([sys.executable, "-m", "nsn2n", "denoise", str(ct_file),
+                                str(out), "--steps", "100000", "--device", "cpu",
+                                "--progress", "json"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env=env)
+    for line in process.stdout:  # wait until it trains
+        if '"train"' in line:
+            break
+    asked = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 130 and time.monotonic() - asked < 2.0
+    assert "cancelled; nothing was written" in stderr and "Traceback" not in stderr
+    assert not out.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".nsn2n-")]

@@ -45,5 +45,11 @@ def method_of_config(config: Any) -> Method:
     raise TypeError(f"no method takes a {type(config).__name__}")
 
 
+def report_from_dict(data: Dict[str, Any]) -> RunReport:
+    """The typed report of a run from its ``--report`` JSON (``RunReport.to_dict``)."""
+    method = REGISTRY.get(data.get("method"))
+    return (method.report_class if method else RunReport).from_dict(data)
+
+
 __all__ = ["AUTO_FALLBACK", "REGISTRY", "Method", "RunReport", "method_named",
-           "method_of_config", "resolve_method"]
+           "method_of_config", "report_from_dict", "resolve_method"]

@@ -47,6 +47,13 @@ class RunReport:
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "RunReport":
+        """The report :meth:`to_dict` (or its JSON) gave; keys this class lacks are left
+        out, so a report written by a newer engine still reads."""
+        names = {field.name for field in dataclasses.fields(cls)}
+        return cls(**{key: value for key, value in data.items() if key in names})
+
     def summary(self) -> str:
         """What the user should know beyond steps and time, as a clause (or empty)."""
         return ""
@@ -57,6 +64,7 @@ class Method(Protocol):
 
     name: str  # one of options.METHODS
     config_class: Type
+    report_class: Type[RunReport]
     presets: Mapping[str, Mapping[str, Any]]  # keys: options.PRESETS
     default_for: Tuple[str, ...]  # modalities for which ``auto`` picks this method
     series: bool  # it takes 4-D series of volumes (and only those)

@@ -75,7 +75,7 @@ def run_async(logic, node, **kwargs):
     return outcome
 
 
-def poll_until_done(logic, timeout=60):
+def poll_until_done(logic, timeout=180):
     deadline = time.monotonic() + timeout
     while logic.poll():
         assert time.monotonic() < deadline
@@ -86,8 +86,7 @@ def test_background_run_adds_the_node_only_at_the_end(scene, ct_node):
     logic = NSN2NDenoiseLogic()
     count = len(volume_nodes(scene))
     progress = []
-    outcome = run_async(logic, ct_node, progressCallback=progress.append, steps=30, seed=0,
-                        device="cpu")
+    outcome = run_async(logic, ct_node, progressCallback=progress.append, **FAST)
     assert logic.busy and len(volume_nodes(scene)) == count  # nothing added yet
     with pytest.raises(RuntimeError, match="already in progress"):
         logic.process(ct_node, **FAST)
@@ -111,6 +110,33 @@ def test_cancel_leaves_the_scene_unchanged(scene, ct_node):
     assert outcome == {"cancelled": True}
     assert scene.GetNumberOfNodes() == nodes_before
     np.testing.assert_array_equal(slicer.util.arrayFromVolume(ct_node), before)
+
+
+def test_a_failure_while_writing_the_result_reaches_the_error_handler(scene, ct_node,
+                                                                      monkeypatch):
+    import NSN2NDenoiseLib.logic
+
+    def fail(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(NSN2NDenoiseLib.logic, "write_output", fail)
+    logic = NSN2NDenoiseLogic()
+    outcome = run_async(logic, ct_node, **FAST)
+    poll_until_done(logic)  # ends: the panel is not left running
+    assert isinstance(outcome.get("error"), OSError) and "node" not in outcome
+    assert not logic.busy and logic.lastReport is None
+
+
+def test_the_background_run_is_a_separate_process_with_its_own_estimate(scene, ct_node):
+    import os
+
+    logic = NSN2NDenoiseLogic()
+    phases = []
+    run_async(logic, ct_node, progressCallback=lambda p: phases.append(p.phase), **FAST)
+    assert logic.job._process.pid != os.getpid()
+    poll_until_done(logic)
+    assert phases[0] == "estimate" and "train" in phases
+    assert logic.lastReport.estimated_seconds > 0 and logic.lastReport.steps == FAST["steps"]
 
 
 def test_cancel_and_wait_discards_a_running_job(scene, ct_node):
@@ -209,3 +235,98 @@ def test_rgb_ultrasound_node_gives_a_gray_node_with_speckle2self(scene):
     logic.process(node, method="speckle2self", steps=2, seed=0, device="cpu",
                   estimated=estimated)
     assert logic.lastReport.estimated_seconds == round(estimated.seconds, 1)
+
+
+def add_sequence(scene, arrays, name, node_class="vtkMRMLScalarVolumeNode", browse=True):
+    from Testing.NSN2NDenoise.mrml_helpers import ijk_to_ras
+
+    scene.RegisterNodeClass(slicer.vtkMRMLSequenceBrowserNode())  # the application does
+    sequence = scene.AddNewNodeByClass("vtkMRMLSequenceNode", name)
+    sequence.SetIndexName("time")
+    sequence.SetIndexUnit("s")
+    for t, array in enumerate(arrays):
+        frame = getattr(slicer, node_class)()
+        frame.SetIJKToRASMatrix(ijk_to_ras())
+        slicer.util.updateVolumeFromArray(frame, array)
+        sequence.SetDataNodeAtValue(frame, f"{0.5 * t:g}")
+    if browse:
+        browser = scene.AddNewNodeByClass("vtkMRMLSequenceBrowserNode")
+        browser.SetAndObserveMasterSequenceNodeID(sequence.GetID())
+    return sequence
+
+
+def frame_arrays(sequence):
+    return [slicer.util.arrayFromVolume(sequence.GetNthDataNode(n))
+            for n in range(sequence.GetNumberOfDataNodes())]
+
+
+def test_a_sequence_of_volumes_becomes_a_new_sequence_in_the_same_browser(scene, phantom):
+    rng = np.random.default_rng(0)
+    arrays = [(1000 * phantom + rng.normal(0, 40, phantom.shape)).astype(np.int16)
+              for _ in range(3)]
+    sequence = add_sequence(scene, arrays, "fMRI")
+    logic = NSN2NDenoiseLogic()
+    out = logic.process(sequence, **FAST)
+    assert out.IsA("vtkMRMLSequenceNode") and out.GetName() == "fMRI denoised"
+    assert logic.lastReport.method == "series"  # 4-D: the frames train one network
+    assert out.GetNumberOfDataNodes() == 3 and out.GetIndexName() == "time"
+    assert [out.GetNthIndexValue(n) for n in range(3)] == ["0", "0.5", "1"]
+    for before, after, n in zip(arrays, frame_arrays(out), range(3)):
+        assert after.shape == before.shape and after.dtype == before.dtype
+        assert not np.array_equal(after, before)
+        np.testing.assert_allclose(matrix_of(out.GetNthDataNode(n)), matrix_of(
+            sequence.GetNthDataNode(n)))
+    browser = scene.GetFirstNodeByClass("vtkMRMLSequenceBrowserNode")
+    assert browser.IsSynchronizedSequenceNodeID(out.GetID(), True)  # plays with the input
+    assert len(volume_nodes(scene)) == 0  # no scratch node left behind
+
+
+def test_a_cine_of_2d_frames_is_one_stack_and_gets_its_own_browser(scene):
+    rng = np.random.default_rng(1)
+    arrays = [rng.gamma(2.0, 40.0, (1, 24, 40)).astype(np.uint8) for _ in range(5)]
+    sequence = add_sequence(scene, arrays, "US cine", browse=False)
+    logic = NSN2NDenoiseLogic()
+    out = logic.process(sequence, method="speckle2self", steps=2, seed=0, device="cpu")
+    assert logic.lastReport.method == "speckle2self" and logic.lastReport.slice_axis == 0
+    assert [a.shape for a in frame_arrays(out)] == [(1, 24, 40)] * 5
+    browser = scene.GetFirstNodeByClass("vtkMRMLSequenceBrowserNode")
+    assert browser.GetMasterSequenceNode() is out
+
+
+def test_sequences_refuse_an_output_volume_and_odd_frames(scene, ct_node):
+    ok = add_sequence(scene, [np.arange(60, dtype=np.int16).reshape(3, 4, 5)] * 2, "two")
+    with pytest.raises(InputError, match="new sequence"):
+        NSN2NDenoiseLogic().process(ok, ct_node, **FAST)
+    one = add_sequence(scene, [np.zeros((3, 4, 5), np.int16)], "one")
+    with pytest.raises(InputError, match="at least 2"):
+        NSN2NDenoiseLogic().process(one, **FAST)
+    mixed = add_sequence(scene, [np.ones((3, 4, 5), np.int16), np.ones((3, 4, 6), np.int16)],
+                         "mixed")
+    with pytest.raises(InputError, match="differ in size"):
+        NSN2NDenoiseLogic().process(mixed, **FAST)
+
+
+def test_a_sequence_runs_in_the_background_process_too(scene, phantom):
+    arrays = [(1000 * phantom + np.random.default_rng(t).normal(0, 40, phantom.shape))
+              .astype(np.int16) for t in range(3)]
+    sequence = add_sequence(scene, arrays, "DWI")
+    logic = NSN2NDenoiseLogic()
+    outcome = run_async(logic, sequence, **FAST)
+    poll_until_done(logic)
+    out = outcome["node"]
+    assert out.IsA("vtkMRMLSequenceNode") and out.GetNumberOfDataNodes() == 3
+    assert logic.lastReport.method == "series"
+
+
+def test_device_choices_survive_a_torch_that_fails_to_load(monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def broken(name, *args, **kwargs):
+        if name == "torch":
+            raise OSError("libtorch_cpu.so: cannot open shared object file")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", broken)
+    assert NSN2NDenoiseLogic.deviceChoices() == [("auto", "Automatic"), ("cpu", "CPU")]

@@ -27,7 +27,7 @@ import dataclasses
 import logging
 import math
 import time
-from typing import Dict, Optional, Tuple, Union
+from typing import Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -306,14 +306,28 @@ PROGRESS_PHASE = {"noise": "prepare", "mask": "prepare", "train": "train",
 PROBE, PROBE_STEPS = (8, 128), 8
 
 
+def wiener_positions(shape: Tuple[int, int, int], stride: int) -> int:
+    """How many patches the Wiener stage transforms on a stack of ``shape``: its cost.
+    Not proportional to the voxels: along each axis (n - patch) / stride + 1, so the
+    8-slice probe has one patch position through its depth where 48 slices have 41."""
+    if stride == 0:
+        return 0
+    count = 1
+    for n, p in zip(shape, WIENER_PATCH):
+        p = min(p, n)
+        count *= math.ceil((n - p) / min(stride, p)) + 1
+    return count
+
+
 @dataclasses.dataclass(frozen=True)
 class Costs:
-    """What a run costs on this machine, device and precision: seconds per training step
-    and, for every other progress phase, seconds per voxel (inference: per voxel and
-    test-time transform)."""
+    """What a run costs on this machine, device and precision: seconds per training step,
+    per Wiener patch, and, for every other progress phase, per voxel (inference: per
+    voxel and test-time transform)."""
 
     per_step: float
     per_voxel: Dict[str, float]
+    per_wiener_patch: float = 0.0
 
     def estimate(self, shape: Tuple[int, int, int], config: NSN2NConfig) -> Estimate:
         """The seconds per progress phase of ``fit_predict`` on a stack of ``shape``."""
@@ -324,6 +338,8 @@ class Costs:
         phases = {name: self.per_voxel.get(name, 0.0) * voxels for name in PHASES}
         phases["train"] = train_seconds
         phases["predict"] *= len(TTA_ELEMENTS[config.tta]) * config.ensemble
+        phases[PROGRESS_PHASE["wiener"]] += (
+            self.per_wiener_patch * wiener_positions(shape, config.wiener_stride))
         return Estimate(phases)
 
 
@@ -342,13 +358,22 @@ def measure_costs(config: NSN2NConfig, patch: int) -> Costs:
     fit_predict(probe[:config.run_length + 1, :patch, :patch],
                 dataclasses.replace(probe_config, steps=2))  # warm-up
     stopwatch = Stopwatch()
-    fit_predict(probe, probe_config, stopwatch=stopwatch)
+    steps_at: List[float] = []  # seconds into training at the end of each step
+    fit_predict(probe, probe_config, stopwatch=stopwatch, progress=lambda p: (
+        steps_at.append(p.elapsed) if p.phase == "train" else None))
+    # The median step, not the mean: on a shared machine one slow step of eight moved
+    # the estimate of a 30 s run by up to 40 % (docs/benchmarks.md, "Speed").
+    gaps = np.diff(steps_at)
+    per_step = (float(np.median(gaps)) if len(gaps) >= 3
+                else stopwatch.seconds["train"] / PROBE_STEPS)
     per_voxel: Dict[str, float] = {}
     for name, seconds in stopwatch.seconds.items():
-        if name != "train":
+        if name not in ("train", "wiener"):
             phase = PROGRESS_PHASE[name]
             per_voxel[phase] = per_voxel.get(phase, 0.0) + seconds / probe.size
-    return Costs(stopwatch.seconds["train"] / PROBE_STEPS, per_voxel)
+    patches = wiener_positions(probe.shape, config.wiener_stride)
+    return Costs(per_step, per_voxel,
+                 stopwatch.seconds.get("wiener", 0.0) / patches if patches else 0.0)
 
 
 def estimate(shape: Tuple[int, int, int], config: NSN2NConfig) -> Estimate:
@@ -389,6 +414,7 @@ class NSN2N:
 
     name = "nsn2n"
     config_class = NSN2NConfig
+    report_class = NSN2NReport
     presets = PRESETS
     default_for: Tuple[str, ...] = ()  # ``auto``'s choice for every modality no other claims
     series = False

@@ -206,6 +206,7 @@ class Series:
 
     name = "series"
     config_class = SeriesConfig
+    report_class = SeriesReport
     presets = PRESETS
     default_for: Tuple[str, ...] = ()
     series = True

@@ -285,6 +285,7 @@ class Speckle2Self:
 
     name = "speckle2self"
     config_class = Speckle2SelfConfig
+    report_class = Speckle2SelfReport
     presets = PRESETS
     default_for: Tuple[str, ...] = ("US",)  # docs/speckle2self.md, benchmark verdicts
     series = False

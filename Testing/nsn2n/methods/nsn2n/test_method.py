@@ -5,7 +5,7 @@ import pytest
 
 from nsn2n.errors import Cancelled, InputError
 from nsn2n.methods.nsn2n import NSN2NConfig, config_for, estimate, fit_predict
-from nsn2n.methods.nsn2n.method import measure_costs
+from nsn2n.methods.nsn2n.method import measure_costs, wiener_positions
 from nsn2n.metrics import psnr
 
 TINY = dict(steps=60, width=8, depth=2, patch=16, batch=2, tta=2, learning_rate=3e-3)
@@ -24,8 +24,10 @@ def test_config_validation():
         NSN2NConfig(nonlocal_strength=-0.1)
     with pytest.raises(ValueError, match="tau_cap"):
         NSN2NConfig(tau_cap=0.5)
-    work = [config_for(p).steps * config_for(p).ensemble for p in ("fast", "balanced", "best")]
-    assert work == sorted(set(work))  # training work grows from fast to best
+    # Work grows from fast to best: training steps, then a denser Wiener stage.
+    work = [(config_for(p).steps * config_for(p).ensemble, -config_for(p).wiener_stride)
+            for p in ("fast", "balanced", "best")]
+    assert work == sorted(set(work))
     with pytest.raises(ValueError, match="ensemble"):
         NSN2NConfig(ensemble=0)
     assert config_for("balanced", steps=7).steps == 7
@@ -116,8 +118,14 @@ def test_runtime_estimate_is_measured_and_grows_with_the_work():
     long = costs.estimate((80, 64, 64), NSN2NConfig(**dict(TINY, steps=10_000)))
     assert set(short.phases) == {"prepare", "train", "predict", "refine"}
     assert long.phases["train"] == pytest.approx(1000 * short.phases["train"])
-    for phase in ("prepare", "predict", "refine"):  # 40 times the voxels
+    for phase in ("prepare", "predict"):  # 40 times the voxels
         assert long.phases[phase] == pytest.approx(40 * short.phases[phase])
+    assert costs.per_wiener_patch > 0  # the Wiener stage: by its patches, not its voxels
+    stride = TINY.get("wiener_stride", NSN2NConfig().wiener_stride)
+    assert long.phases["refine"] == pytest.approx(
+        40 * (short.phases["refine"] - costs.per_wiener_patch
+              * wiener_positions((8, 32, 32), stride))
+        + costs.per_wiener_patch * wiener_positions((80, 64, 64), stride))
     fewer_transforms = costs.estimate((8, 32, 32), NSN2NConfig(**dict(TINY, steps=10, tta=1)))
     assert fewer_transforms.phases["predict"] == pytest.approx(short.phases["predict"] / 2)
     capped = costs.estimate((8, 32, 32), NSN2NConfig(**dict(TINY, steps=10 ** 6,
@@ -181,3 +189,12 @@ def test_an_ensemble_averages_members_trained_with_other_seeds(noisy_phantom):
     assert {p.total for p in train} == {2 * TINY["steps"]}
     assert train[-1].remaining == pytest.approx(0.0, abs=1e-6)
     assert not np.array_equal(one, pair) and np.isfinite(pair).all()
+
+
+def test_wiener_cost_counts_patch_positions():
+    # The 8-slice probe has one position through its depth; a 48-slice volume 41 (stride 1).
+    assert wiener_positions((8, 128, 128), 1) == 1 * 121 * 121
+    assert wiener_positions((48, 224, 192), 1) == 41 * 217 * 185
+    assert wiener_positions((48, 224, 192), 2) == 21 * 109 * 93
+    assert wiener_positions((5, 6, 40), 2) == 1 * 1 * 17  # patches clipped to the stack
+    assert wiener_positions((48, 224, 192), 0) == 0  # the stage is off
