@@ -11,6 +11,7 @@ import slicer
 
 # The oldest torch the engine supports (pyproject.toml: torch>=2.1).
 MINIMUM_TORCH = (2, 1)
+NOT_INSTALLED = "PyTorch is not installed."  # the one problem an install can fix
 
 
 def version_tuple(text: str) -> Tuple[int, ...]:
@@ -26,7 +27,7 @@ def torch_problem() -> Optional[str]:
     try:
         version = importlib.metadata.version("torch")
     except importlib.metadata.PackageNotFoundError:
-        return "PyTorch is not installed."
+        return NOT_INSTALLED
     if version_tuple(version) < MINIMUM_TORCH:
         return (f"PyTorch {version} is installed; NSN2NDenoise needs "
                 f"{'.'.join(map(str, MINIMUM_TORCH))} or newer. Update it in the PyTorch "
@@ -44,7 +45,7 @@ def ensureTorch(askConfirmation: bool = True) -> bool:
     problem = torch_problem()
     if problem is None:
         return True
-    if problem != "PyTorch is not installed.":
+    if problem != NOT_INSTALLED:
         slicer.util.errorDisplay(problem)
         return False
     try:

@@ -87,14 +87,14 @@ def _number(value) -> float:
 
 def failure_of(returncode: int, stderr_lines: List[str]) -> Exception:
     """One readable error from the command's exit status and the end of its stderr."""
-    from nsn2n.cli import EXIT_BAD_INPUT
+    from nsn2n.cli import ERROR_PREFIX, EXIT_BAD_INPUT
     from nsn2n.errors import InputError
 
     lines = [line.strip() for line in stderr_lines if line.strip()]
     details = "\n".join(lines)
-    said = [line for line in lines if line.startswith("nsn2n: error:")]
+    said = [line for line in lines if line.startswith(ERROR_PREFIX)]
     if said:
-        message = said[-1][len("nsn2n: error:"):].strip()
+        message = said[-1][len(ERROR_PREFIX):].strip()
         return InputError(message) if returncode == EXIT_BAD_INPUT else \
             EngineError(message, details)
     last = lines[-1] if lines else "no message"

@@ -21,6 +21,9 @@ from .options import (BIAS_CORRECTION, METHODS, MODALITIES, PRECISIONS, PRESETS,
                       DenoiseOptions)
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_CANCELLED = 0, 1, 2, 130
+# Starts the one stderr line of every error the command reports (the Slicer panel's
+# process reader looks for it).
+ERROR_PREFIX = "nsn2n: error:"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -128,7 +131,8 @@ class _Reporter:
 
 
 def _denoise(args) -> int:
-    from .dicom import check_output_folder, is_dicom_output, source_tags, write_derived_series
+    from .dicom import (check_dicom_volume, check_output_folder, is_dicom_output, source_tags,
+                        write_derived_series)
     from .intensity import to_gray
     from .pipeline import denoise, estimate, validate
     from .runtime import Progress
@@ -147,9 +151,8 @@ def _denoise(args) -> int:
     if args.report:
         check_writable_folder(args.report)
     volume = read_volume(args.input)
-    if as_dicom and volume.dimension == 4:  # refused now, not after the run
-        raise InputError("DICOM output takes a volume or an image; write a series of "
-                         "volumes as a file (.nii.gz, .nrrd, ...)")
+    if as_dicom:
+        check_dicom_volume(volume, result=False)  # refused now, not after the run
     reporter = _Reporter(args.progress)
     estimated = estimate(volume, options)
     if reporter.mode == "json":  # a progress line whose time left is the whole estimate
@@ -233,16 +236,17 @@ def main(argv: Optional[List[str]] = None) -> int:
         with _cancelled_by_terminate():
             return _denoise(args)
     except InputError as exc:
-        print(f"nsn2n: error: {exc}", file=sys.stderr)
+        print(f"{ERROR_PREFIX} {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except (Cancelled, KeyboardInterrupt):
         print("nsn2n: cancelled; nothing was written", file=sys.stderr)
         return EXIT_CANCELLED
     except MemoryError:
-        print("nsn2n: error: out of memory", file=sys.stderr)
+        print(f"{ERROR_PREFIX} out of memory", file=sys.stderr)
         return EXIT_FAILED
     except RuntimeError as exc:  # torch reports GPU out-of-memory as a RuntimeError
         if "out of memory" not in str(exc).lower():
             raise
-        print("nsn2n: error: the device ran out of memory; try --device cpu", file=sys.stderr)
+        print(f"{ERROR_PREFIX} the device ran out of memory; try --device cpu",
+              file=sys.stderr)
         return EXIT_FAILED

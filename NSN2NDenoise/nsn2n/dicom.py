@@ -118,6 +118,14 @@ def pixel_tags(array: np.ndarray) -> Dict[str, str]:
             "0028|1052": f"{low:.10g}", "0028|1053": f"{slope:.10g}"}
 
 
+def check_dicom_volume(volume: Volume, result: bool = True) -> None:
+    """What a DICOM series holds here: one gray volume or image.  Before the run
+    (``result`` False) an RGB input passes: Speckle2Self's output is gray."""
+    if volume.dimension == 4 or (result and volume.components != 1):
+        raise InputError("DICOM output takes a gray volume or image; write a series of "
+                         "volumes or an RGB image as a file (.nii.gz, .nrrd, ...)")
+
+
 def write_derived_series(volume: Volume, folder, source: Dict[str, str], description: str,
                          derivation: str) -> Path:
     """Write ``volume`` as a derived series of ``source`` (:func:`source_tags`) into the
@@ -125,9 +133,7 @@ def write_derived_series(volume: Volume, folder, source: Dict[str, str], descrip
     import SimpleITK as sitk
 
     folder = Path(folder)
-    if volume.dimension == 4 or volume.components != 1:
-        raise InputError("DICOM output takes a gray volume or image; write a series of "
-                         "volumes or an RGB image as a file (.nii.gz, .nrrd, ...)")
+    check_dicom_volume(volume)
     image = image_of(volume)
     if image.GetDimension() == 2:
         image = sitk.JoinSeries(image)
