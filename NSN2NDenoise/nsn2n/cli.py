@@ -134,7 +134,7 @@ def _denoise(args) -> int:
     from .dicom import (check_dicom_volume, check_output_folder, is_dicom_output, source_tags,
                         write_derived_series)
     from .intensity import to_gray
-    from .pipeline import denoise, estimate, validate
+    from .pipeline import budget_warning, denoise, estimate, validate
     from .runtime import Progress
     from .preview import check_png_path, montage, write_png
     from .volume import check_output_path, check_writable_folder, read_volume, write_volume
@@ -160,6 +160,9 @@ def _denoise(args) -> int:
     elif reporter.mode == "bar":
         print(f"nsn2n: this run should take about {duration(estimated.seconds)}",
               file=sys.stderr)
+    shortfall = budget_warning(estimated, options)
+    if shortfall and reporter.mode != "json":  # the panel gets it in the report
+        print(f"nsn2n: {shortfall}", file=sys.stderr)
     try:  # Ctrl-C raises KeyboardInterrupt here, before anything is written
         result, report = denoise(volume, options, progress=reporter, estimated=estimated)
     finally:

@@ -63,20 +63,35 @@ def estimate(volume: Volume, options: DenoiseOptions) -> Estimate:
         return estimated
     phases = dict(estimated.phases)
     phases["train"] = min(phases["train"], training_seconds(estimated, options.max_seconds))
-    return Estimate(phases)
+    return dataclasses.replace(estimated, phases=phases)
 
 
 # Training never gets less than this share of a time budget, even when the other phases
-# are expected to take all of it (the budget is then overrun rather than the network left
-# untrained).
+# are expected to take all of it and the method knows no floor of its own
+# (``Estimate.train_floor``).
 MIN_TRAINING_SHARE = 0.1
+# A budget counts as kept within this share; beyond it the user is told before the run.
+BUDGET_TOLERANCE = 0.1
 
 
 def training_seconds(estimated: Estimate, max_seconds: float) -> float:
     """The training time that leaves ``max_seconds`` for the whole run: what the phases
-    after training are expected to take (``estimated``) comes off the budget."""
+    after training are expected to take (``estimated``) comes off the budget, but training
+    keeps the method's floor (``estimated.train_floor``): a budget too short for the
+    volume is overrun rather than the output ruined."""
     rest = estimated.seconds - estimated.phases.get("train", 0.0)
-    return max(MIN_TRAINING_SHARE * max_seconds, max_seconds - rest)
+    return max(estimated.train_floor, MIN_TRAINING_SHARE * max_seconds, max_seconds - rest)
+
+
+def budget_warning(estimated: Estimate, options: DenoiseOptions) -> Optional[str]:
+    """What to tell the user when ``options.max_minutes`` cannot be kept (``estimated``:
+    the :func:`estimate` of the run, budget applied); None when it can."""
+    budget = options.max_seconds
+    if budget is None or estimated.seconds <= (1 + BUDGET_TOLERANCE) * budget:
+        return None
+    return (f"a time budget of {budget:.0f} s is too short for this volume: training is "
+            f"kept at its useful minimum and the run should take about "
+            f"{estimated.seconds:.0f} s")
 
 
 def denoise(volume: Volume, options: DenoiseOptions = DenoiseOptions(),
@@ -101,6 +116,7 @@ def denoise(volume: Volume, options: DenoiseOptions = DenoiseOptions(),
     started = time.perf_counter()
     check_voxels(volume.array)
     require_memory(volume.array.size)
+    shortfall = None
     modality = modality_of(volume, options)
     if method_config is None:
         method = resolve_method(options.method, modality, volume.dimension == 4)
@@ -109,6 +125,7 @@ def denoise(volume: Volume, options: DenoiseOptions = DenoiseOptions(),
             planned = estimated or estimate(volume, options)
             left = options.max_seconds - (time.perf_counter() - started)
             config = dataclasses.replace(config, max_seconds=training_seconds(planned, left))
+            shortfall = budget_warning(planned, options)
     else:
         method, config = method_of_config(method_config), method_config
     if estimated is not None and progress is not None:
@@ -117,4 +134,5 @@ def denoise(volume: Volume, options: DenoiseOptions = DenoiseOptions(),
                                     reference=reference)
     return result, dataclasses.replace(
         report, preset=options.preset, seed=options.seed,
-        estimated_seconds=None if estimated is None else round(estimated.seconds, 1))
+        estimated_seconds=None if estimated is None else round(estimated.seconds, 1),
+        warning="; ".join(w for w in (report.warning, shortfall) if w) or None)

@@ -182,6 +182,9 @@ class Estimate:
     """A run's expected wall seconds per phase of :data:`PHASES`, made before it starts."""
 
     phases: Dict[str, float]
+    # The least training a time budget may leave (seconds; pipeline.training_seconds):
+    # below it the output is worse than no training budget justifies.  0: no floor known.
+    train_floor: float = 0.0
 
     @property
     def seconds(self) -> float:

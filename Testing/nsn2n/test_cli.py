@@ -206,6 +206,14 @@ def test_a_progress_bar_per_phase_on_stderr(tmp_path, ct_file, capsys):
     assert err.startswith("nsn2n: this run should take about ")
 
 
+def test_a_budget_too_short_for_the_volume_is_said_before_the_run(tmp_path, ct_file, capsys):
+    assert main(["denoise", str(ct_file), str(tmp_path / "o.nrrd"), "--steps", "200",
+                 "--max-minutes", "0.0001", "--progress", "bar"]) == 0
+    first, second = capsys.readouterr().err.splitlines()[:2]
+    assert first.startswith("nsn2n: this run should take about ")
+    assert second.startswith("nsn2n: a time budget of 0 s is too short for this volume")
+
+
 def test_bias_correction_takes_auto_on_off_and_the_flag_alone_means_on():
     from nsn2n.cli import build_parser, options_from
 

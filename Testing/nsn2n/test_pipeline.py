@@ -1,10 +1,13 @@
+import dataclasses
+
 import numpy as np
 import pytest
 
 from nsn2n.errors import InputError
 from nsn2n.methods.nsn2n.method import rician_sigma_for
 from nsn2n.options import DenoiseOptions
-from nsn2n.pipeline import denoise, estimate, method_for, training_seconds
+from nsn2n.pipeline import (budget_warning, denoise, estimate, method_for,
+                             training_seconds)
 from nsn2n.runtime import Estimate
 from nsn2n.volume import Geometry, Volume, resolve_slice_axis
 from Testing.simulators.volumes import add_rician
@@ -162,12 +165,32 @@ def test_a_time_budget_leaves_the_phases_after_training_their_time():
     assert training_seconds(estimated, 60.0) == pytest.approx(50.0)
     assert training_seconds(estimated, 30.0) == pytest.approx(20.0)
     assert training_seconds(estimated, 5.0) == pytest.approx(0.5)  # never nothing
+    floored = dataclasses.replace(estimated, train_floor=15.0)
+    assert training_seconds(floored, 30.0) == pytest.approx(20.0)
+    assert training_seconds(floored, 20.0) == pytest.approx(15.0)  # overrun, not ruined
+
+
+def test_a_budget_below_the_training_floor_is_overrun_and_the_user_told(phantom):
+    volume = Volume(phantom.astype(np.float32), Geometry.identity(), "MR")
+    full = estimate(volume, DenoiseOptions(steps=50))
+    assert full.train_floor == pytest.approx(0.3 * full.phases["train"], rel=0.05)
+    rest = full.seconds - full.phases["train"]
+    tight = DenoiseOptions(steps=50, max_minutes=(rest + 0.1 * full.train_floor) / 60)
+    bounded = estimate(volume, tight)
+    assert bounded.phases["train"] == pytest.approx(full.train_floor, rel=0.3)
+    assert "too short" in budget_warning(bounded, tight)
+    roomy = DenoiseOptions(steps=50, max_minutes=2 * full.seconds / 60)
+    assert budget_warning(estimate(volume, roomy), roomy) is None
+    _, report = denoise(volume, tight, estimated=bounded)
+    assert "too short" in report.warning
 
 
 def test_max_minutes_bounds_the_estimate_and_the_training(phantom):
     volume = Volume(phantom.astype(np.float32), Geometry.identity(), "MR")
     unbounded = estimate(volume, DenoiseOptions(steps=10 ** 6))
     bounded = estimate(volume, DenoiseOptions(steps=10 ** 6, max_minutes=0.05))
-    assert unbounded.phases["train"] > 3.0 >= bounded.phases["train"]
+    assert unbounded.phases["train"] > 3.0 >= bounded.phases["train"] - bounded.train_floor
+    assert bounded.phases["train"] <= max(3.0, bounded.train_floor)
     _, report = denoise(volume, DenoiseOptions(steps=10 ** 6, max_minutes=0.05))
-    assert report.steps < 10 ** 6 and report.train_seconds <= 3.0 + 1.0  # one step over
+    assert report.steps < 10 ** 6  # one step over at most:
+    assert report.train_seconds <= max(3.0, bounded.train_floor) + 1.0

@@ -304,6 +304,12 @@ PROGRESS_PHASE = {"noise": "prepare", "mask": "prepare", "train": "train",
                   "guard": "refine", "check": "refine"}
 # The probe stack of the estimate (slices, side of its square slices) and its steps.
 PROBE, PROBE_STEPS = (8, 128), 8
+# The least training a time budget may leave: this share of the run's steps, at most
+# BUDGET_FLOOR_STEPS.  Measured on the CT benchmark case (bf16, seed 0), against 41.06 dB
+# after 700 steps: 350 steps 40.86, 200 steps 40.37, 100 steps 39.47, 50 steps 31.63 dB;
+# below about 100 steps the output falls apart, so a budget that would go there is overrun
+# (the user is told before the run).
+BUDGET_FLOOR_SHARE, BUDGET_FLOOR_STEPS = 0.3, 200
 
 
 def wiener_positions(shape: Tuple[int, int, int], stride: int) -> int:
@@ -332,21 +338,25 @@ class Costs:
     def estimate(self, shape: Tuple[int, int, int], config: NSN2NConfig) -> Estimate:
         """The seconds per progress phase of ``fit_predict`` on a stack of ``shape``."""
         voxels = math.prod(shape)
-        train_seconds = steps_for(config, shape) * self.per_step * config.ensemble
+        steps = steps_for(config, shape)
+        floor = (min(BUDGET_FLOOR_STEPS, math.ceil(BUDGET_FLOOR_SHARE * steps))
+                 * self.per_step * config.ensemble)
+        train_seconds = steps * self.per_step * config.ensemble
         if config.max_seconds is not None:
-            train_seconds = min(train_seconds, config.max_seconds)
+            train_seconds = min(train_seconds, max(floor, config.max_seconds))
         phases = {name: self.per_voxel.get(name, 0.0) * voxels for name in PHASES}
         phases["train"] = train_seconds
         phases["predict"] *= len(TTA_ELEMENTS[config.tta]) * config.ensemble
         phases[PROGRESS_PHASE["wiener"]] += (
             self.per_wiener_patch * wiener_positions(shape, config.wiener_stride))
-        return Estimate(phases)
+        return Estimate(phases, train_floor=floor)
 
 
 def measure_costs(config: NSN2NConfig, patch: int) -> Costs:
     """Time ``fit_predict`` itself, phase by phase, on a random probe stack (:data:`PROBE`,
-    after a warm-up run that lets the kernels pick their algorithms; about two seconds in
-    fp32 on 2 cores).  Per voxel from one probe, not a line through two: the fixed costs
+    after a two-step warm-up run on the same stack that lets the kernels pick their
+    algorithms for its shapes; about two and a half seconds in fp32 on 2 cores).  A warm-up
+    on a smaller crop left inference cold: it was estimated at twice its time with bf16.  Per voxel from one probe, not a line through two: the fixed costs
     are a few percent of a probe's, and a difference of two short timings on a busy
     machine was often negative."""
     slices, side = PROBE
@@ -355,8 +365,7 @@ def measure_costs(config: NSN2NConfig, patch: int) -> Costs:
                                             dtype=np.float32)
     probe_config = dataclasses.replace(config, steps=PROBE_STEPS, full_budget_voxels=0,
                                        max_seconds=None, tta=1, ensemble=1, patch=patch)
-    fit_predict(probe[:config.run_length + 1, :patch, :patch],
-                dataclasses.replace(probe_config, steps=2))  # warm-up
+    fit_predict(probe, dataclasses.replace(probe_config, steps=2))  # warm-up
     stopwatch = Stopwatch()
     steps_at: List[float] = []  # seconds into training at the end of each step
     fit_predict(probe, probe_config, stopwatch=stopwatch, progress=lambda p: (

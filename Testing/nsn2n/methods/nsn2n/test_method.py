@@ -130,8 +130,12 @@ def test_runtime_estimate_is_measured_and_grows_with_the_work():
     assert fewer_transforms.phases["predict"] == pytest.approx(short.phases["predict"] / 2)
     capped = costs.estimate((8, 32, 32), NSN2NConfig(**dict(TINY, steps=10 ** 6,
                                                              max_seconds=0.5)))
-    assert capped.phases["train"] <= 0.5
+    assert capped.phases["train"] == pytest.approx(max(0.5, capped.train_floor))
     assert estimate((8, 32, 32), NSN2NConfig(**TINY)).seconds > 0
+    # A time budget may not cut training below a share of its steps, at most a fixed count.
+    assert short.train_floor == pytest.approx(3 * costs.per_step)  # 30 % of 10 steps
+    assert long.train_floor == pytest.approx(200 * costs.per_step)
+    assert capped.train_floor == pytest.approx(200 * costs.per_step)  # not the budget's
 
 
 def test_back_off_gives_back_removed_anatomy_until_the_check_passes():
