@@ -40,3 +40,18 @@ def changing_anatomy(depth=12, size=96, sigma=0.01, blobs=12, seed=0, air=0.0):
         clean[k] = ndimage.gaussian_filter(image, 1.0)
     noisy = clean + rng.normal(0.0, sigma, clean.shape)
     return clean.astype(np.float32), noisy.astype(np.float32)
+
+
+def write_ct(path, seed=0, shape=(6, 32, 32)):
+    """A small noisy CT volume in HU (int16, a geometry of its own) written at ``path``."""
+    import SimpleITK as sitk
+
+    rng = np.random.default_rng(seed)
+    hu = np.rint(smooth_phantom(shape, seed) * 1200 - 1000
+                 + rng.normal(0, 40, shape)).astype(np.int16)
+    image = sitk.GetImageFromArray(hu)
+    image.SetSpacing((0.8, 0.8, 2.0))
+    image.SetOrigin((1.0, 2.0, 3.0 + seed))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sitk.WriteImage(image, str(path))
+    return path

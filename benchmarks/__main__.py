@@ -19,6 +19,8 @@ EPILOG = """examples:
   python -m benchmarks merge a/synthetic.json b/synthetic.json --docs docs/benchmarks.md
   python -m benchmarks real               # real acquisitions with repeats (shared/realdata)
   python -m benchmarks speed              # presets x precision paths: time, estimate, memory
+  python -m benchmarks batch              # nsn2n batch: cases/min, serial vs local cluster
+  python -m benchmarks transfer           # a saved network fine-tuned vs from scratch
   python -m benchmarks ultrasound         # Speckle2Self, simulated speckle and real files
   python -m benchmarks pretrain-speckle2self FILE   # remake the shipped weights
 """
@@ -66,6 +68,15 @@ def build_parser() -> argparse.ArgumentParser:
     real.add_argument("--product-only", action="store_true", help="skip every filter")
     real.add_argument("--no-series", action="store_true",
                       help="skip the series section (the multi-volume method)")
+    transfer = command("transfer", "train once, apply to many: a saved network fine-tuned "
+                       "on the other volumes of a protocol against training from scratch")
+    transfer.add_argument("--preset", default="balanced")
+    transfer.add_argument("--data", default=None, help="folder of the real sets")
+    many = command("batch", "nsn2n batch: cases per minute one at a time and on a local "
+                   "Dask cluster (real ASL volumes, many tiny cases)")
+    many.add_argument("--cases", type=int, default=12, help="ASL volumes in the cohort")
+    many.add_argument("--tiny", type=int, default=40, help="tiny cases")
+    many.add_argument("--data", default=None, help="folder of the real sets")
     speed = command("speed", "every preset on the fp32 (and native bf16) path: time against "
                     "BM4D's, the estimate, each phase, peak memory, quality")
     speed.add_argument("--cases", default=",".join(SPEED_CASES))
@@ -107,6 +118,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         from .synthetic import memory as run
     elif args.kind == "real":
         from .realdata import run
+    elif args.kind == "transfer":
+        from .transfer import run
+    elif args.kind == "batch":
+        from .batch import run
     elif args.kind == "speed":
         from .speed import run
     elif args.kind == "speed-run":

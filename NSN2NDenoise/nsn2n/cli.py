@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import importlib.util
 import json
 import logging
 import sys
@@ -30,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
     parser = argparse.ArgumentParser(
-        prog="nsn2n", description="Self-supervised denoising of one medical image volume.")
+        prog="nsn2n", description="Self-supervised denoising of medical image volumes.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -41,42 +42,75 @@ def build_parser() -> argparse.ArgumentParser:
                      ".mhd; or, for a DICOM series input, a new or empty folder (a path "
                      "without an extension): the result as a derived DICOM series of the "
                      "same patient and study")
-    # dest names are DenoiseOptions' field names: the options are built from them as they are
-    run.add_argument("--method", default="auto", choices=METHODS,
-                     help="auto: series for a 4-D series of volumes, speckle2self for "
-                     "ultrasound (modality US), else nsn2n; speckle2self also takes 2-D "
-                     "images, cines and RGB (converted to gray)")
-    run.add_argument("--preset", default="balanced", choices=PRESETS)
-    run.add_argument("--steps", type=int, help="training steps (overrides the preset)")
-    run.add_argument("--max-minutes", type=float, help="time budget for the whole run: "
-                     "training stops early enough to finish within it; results then "
-                     "depend on machine speed")
-    run.add_argument("--seed", type=int, default=0)
-    run.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-    run.add_argument("--precision", default="auto", choices=PRECISIONS,
-                     help="auto: bf16 where the hardware runs it natively, fp16 on other "
-                     "CUDA GPUs, else fp32; fp32 forces full precision on any machine")
-    run.add_argument("--slice-axis", default="auto", choices=SLICE_AXES,
-                     help="array axis across slices or frames: auto (largest spacing; "
-                     "ties and single images: axis 0), 0, 1 or 2")
-    run.add_argument("--series-stride", type=int, default=1,
-                     help="series only: volumes of the same kind are this many apart "
-                     "(2 for ASL label/control pairs)")
-    run.add_argument("--modality", choices=MODALITIES,
-                     help="override the modality read from the file or guessed from HU")
-    run.add_argument("--bias-correction", default="auto", nargs="?", const="on",
-                     choices=tuple(BIAS_CORRECTION),
-                     help="the Rician bias correction of magnitude MRI: auto (MR with a "
-                     "Rayleigh background), on (also the flag alone) or off")
+    _add_options(run)
     run.add_argument("--preview", help="also write a before/after PNG here")
     run.add_argument("--progress", default="auto", choices=["auto", "bar", "json", "none"],
                      help="bar on a terminal (auto), JSON lines on stdout, or nothing")
     run.add_argument("--report", help="write the run's report (JSON) here")
+    run.add_argument("--save-model", help="also save the trained network here (.pt), to "
+                     "start other volumes of the same protocol from it (--model)")
+
+    many = commands.add_parser(
+        "batch", help="denoise every volume under a folder, or the cases of a CSV manifest, "
+        "into a mirrored folder tree; resumable (finished cases are skipped)")
+    many.add_argument("input", help="input folder (searched recursively), or a CSV manifest "
+                      "with an 'input' column and optional 'output' and option columns")
+    many.add_argument("output", help="output folder (created if missing)")
+    _add_options(many)
+    many.add_argument("--pattern", default="*", help="file name pattern (default: every "
+                      "volume file; a folder of .dcm files is one DICOM series)")
+    many.add_argument("--output-format", help="write every output in this format, e.g. "
+                      ".nii.gz (default: the input's)")
+    many.add_argument("--workers", default="auto", help="cases at once: auto (one per GPU, "
+                      "else one per --threads CPUs; on a local Dask cluster when more than "
+                      "one) or a number; 1 runs them in this process")
+    many.add_argument("--threads", type=int, default=None, help="torch threads per case "
+                      "(default: all CPUs in this process, 1 per worker on a cluster)")
+    many.add_argument("--scheduler", help="address of an existing Dask scheduler "
+                      "(tcp://host:8786) to run the cases on")
+    many.add_argument("--progress", default="auto", choices=["auto", "bar", "none"],
+                      help="a bar of cases done on a terminal (auto), or nothing")
     return parser
 
 
+def _add_options(parser: argparse.ArgumentParser) -> None:
+    """The denoise options, shared by ``denoise`` and ``batch``."""
+    # dest names are DenoiseOptions' field names: the options are built from them as they are
+    parser.add_argument("--method", default="auto", choices=METHODS,
+                        help="auto: series for a 4-D series of volumes, speckle2self for "
+                        "ultrasound (modality US), else nsn2n; speckle2self also takes 2-D "
+                        "images, cines and RGB (converted to gray)")
+    parser.add_argument("--preset", default="balanced", choices=PRESETS)
+    parser.add_argument("--steps", type=int, help="training steps (overrides the preset)")
+    parser.add_argument("--max-minutes", type=float, help="time budget for the whole run: "
+                        "training stops early enough to finish within it; results then "
+                        "depend on machine speed")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    parser.add_argument("--precision", default="auto", choices=PRECISIONS,
+                        help="auto: bf16 where the hardware runs it natively, fp16 on other "
+                        "CUDA GPUs, else fp32; fp32 forces full precision on any machine")
+    parser.add_argument("--slice-axis", default="auto", choices=SLICE_AXES,
+                        help="array axis across slices or frames: auto (largest spacing; "
+                        "ties and single images: axis 0), 0, 1 or 2")
+    parser.add_argument("--series-stride", type=int, default=1,
+                        help="series only: volumes of the same kind are this many apart "
+                        "(2 for ASL label/control pairs)")
+    parser.add_argument("--modality", choices=MODALITIES,
+                        help="override the modality read from the file or guessed from HU")
+    parser.add_argument("--model", help="start from this network (a .pt file saved by "
+                        "--save-model from a volume of the same protocol) and fine-tune it: "
+                        "a quarter of the preset's steps unless --steps says otherwise")
+    parser.add_argument("--bias-correction", default="auto", nargs="?", const="on",
+                        choices=tuple(BIAS_CORRECTION),
+                        help="the Rician bias correction of magnitude MRI: auto (MR with a "
+                        "Rayleigh background), on (also the flag alone) or off")
+
+
 def options_from(args: argparse.Namespace) -> DenoiseOptions:
-    return DenoiseOptions(**{field.name: getattr(args, field.name)
+    """The options of ``denoise`` (``batch`` has no ``--save-model``: every case would
+    write the same file)."""
+    return DenoiseOptions(**{field.name: getattr(args, field.name, None)
                              for field in dataclasses.fields(DenoiseOptions)})
 
 
@@ -131,57 +165,29 @@ class _Reporter:
 
 
 def _denoise(args) -> int:
-    from .dicom import (check_dicom_volume, check_output_folder, is_dicom_output, source_tags,
-                        write_derived_series)
-    from .intensity import to_gray
-    from .pipeline import budget_warning, denoise, estimate, validate
+    from .files import denoise_file
+    from .pipeline import budget_warning
     from .runtime import Progress
-    from .preview import check_png_path, montage, write_png
-    from .volume import check_output_path, check_writable_folder, read_volume, write_volume
 
     options = options_from(args)
-    validate(options)
-    as_dicom = is_dicom_output(args.output)
-    if as_dicom:
-        check_output_folder(args.output, args.input)
-    else:
-        check_output_path(args.output, args.input)
-    if args.preview:
-        check_png_path(args.preview)
-    if args.report:
-        check_writable_folder(args.report)
-    volume = read_volume(args.input)
-    if as_dicom:
-        check_dicom_volume(volume, result=False)  # refused now, not after the run
     reporter = _Reporter(args.progress)
-    estimated = estimate(volume, options)
-    if reporter.mode == "json":  # a progress line whose time left is the whole estimate
-        reporter(Progress("estimate", 0, 0, float("nan"), 0.0, estimated.seconds))
-    elif reporter.mode == "bar":
-        print(f"nsn2n: this run should take about {duration(estimated.seconds)}",
-              file=sys.stderr)
-    shortfall = budget_warning(estimated, options)
-    if shortfall and reporter.mode != "json":  # the panel gets it in the report
-        print(f"nsn2n: {shortfall}", file=sys.stderr)
+
+    def shown(estimated) -> None:
+        if reporter.mode == "json":  # a progress line whose time left is the whole estimate
+            reporter(Progress("estimate", 0, 0, float("nan"), 0.0, estimated.seconds))
+            return
+        if reporter.mode == "bar":
+            print(f"nsn2n: this run should take about {duration(estimated.seconds)}",
+                  file=sys.stderr)
+        shortfall = budget_warning(estimated, options)
+        if shortfall:  # the panel (json) gets it in the report
+            print(f"nsn2n: {shortfall}", file=sys.stderr)
+
     try:  # Ctrl-C raises KeyboardInterrupt here, before anything is written
-        result, report = denoise(volume, options, progress=reporter, estimated=estimated)
+        report = denoise_file(args.input, args.output, options, preview=args.preview,
+                              report=args.report, progress=reporter, on_estimate=shown)
     finally:
         reporter.close()
-    if as_dicom:
-        write_derived_series(result, args.output, source_tags(args.input),
-                             *derived_descriptions(report))
-    else:
-        write_volume(result, args.output)
-    if args.preview:
-        before, after = volume.array, result.array
-        if volume.dimension == 4:  # a series: its middle volume
-            before, after = before[len(before) // 2], after[len(after) // 2]
-        if volume.components != 1:
-            before = to_gray(before)
-        write_png(args.preview, montage(before, after, report.slice_axis))
-    if args.report:
-        with open(args.report, "w", encoding="utf-8") as handle:
-            json.dump(report.to_dict(), handle, indent=2, default=str)
     if reporter.mode != "json":
         detail = report.summary()
         print(f"wrote {args.output} ({report.method}, {report.steps} steps on "
@@ -192,15 +198,97 @@ def _denoise(args) -> int:
     return EXIT_OK
 
 
-def derived_descriptions(report) -> Tuple[str, str]:
-    """The series description and the derivation description of a DICOM result."""
-    from . import __version__
+def _batch(args) -> int:
+    import time
+    from pathlib import Path
 
-    return (f"denoised {report.method} {report.preset}",
-            f"Denoised by NSN2NDenoise {__version__}: method {report.method}, preset "
-            f"{report.preset}, {report.steps} training steps, seed {report.seed}, "
-            f"{report.device} {report.precision}. Self-supervised: trained on this series "
-            "only; not for diagnosis without comparing with the original series.")
+    from . import batch
+    from .pipeline import validate
+    from .volume import check_writable_folder
+
+    options = options_from(args)
+    source, output = Path(args.input), Path(args.output)
+    if source.is_file() and source.suffix.lower() == ".csv":
+        cases = batch.cases_from_manifest(source, output, options, args.output_format)
+    else:
+        cases = batch.cases_from_folder(source, output, options, args.pattern,
+                                        args.output_format)
+    for options_of_case in {case.options for case in cases}:
+        validate(options_of_case)
+    workers, threads = _workers(args.workers, args.threads, args.scheduler)
+    if output.exists() and not output.is_dir():
+        raise InputError(f"output must be a folder, not a file: {output}")
+    if not output.is_dir():
+        check_writable_folder(output)
+        output.mkdir()
+    todo = batch.pending(cases)
+    print(f"nsn2n: {len(cases)} cases: {len(cases) - len(todo)} already done, {len(todo)} "
+          f"to run" + (f" on {workers} workers" if workers > 1 else ""), file=sys.stderr)
+    progress = args.progress
+    if progress == "auto":
+        progress = "bar" if sys.stderr.isatty() else "none"
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(todo), unit="case", file=sys.stderr, disable=progress != "bar",
+               dynamic_ncols=True)
+    failed = []
+
+    def on_record(record: dict) -> None:
+        if record["status"] == batch.FAILED:
+            failed.append(record)
+        bar.update(1)
+        bar.set_postfix(failed=len(failed), refresh=False)
+
+    started = time.perf_counter()
+    cancelled = False
+    try:
+        if todo and (workers > 1 or args.scheduler):
+            from .cluster import run_on_cluster
+
+            run_on_cluster(todo, on_record, scheduler=args.scheduler, workers=workers,
+                           threads=threads)
+        else:
+            batch.run_serial(todo, on_record, threads=threads)
+    except (Cancelled, KeyboardInterrupt):
+        cancelled = True
+    finally:
+        bar.close()
+    rows = batch.summary_rows(cases)
+    summary = batch.write_summary(rows, output / batch.SUMMARY_NAME)
+    print(batch.summary_text(rows, len(cases) - len(todo), time.perf_counter() - started)
+          + f"\nsummary: {summary}", file=sys.stderr)
+    if cancelled:
+        print("nsn2n: cancelled; finished cases are kept and cases in progress were not "
+              "written: run the same command again to go on", file=sys.stderr)
+        return EXIT_CANCELLED
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def _workers(requested: str, threads: Optional[int], scheduler: Optional[str]
+             ) -> Tuple[int, Optional[int]]:
+    """How many cases run at once and with how many torch threads each."""
+    if scheduler:
+        return 0, threads or 1
+    if requested == "auto":
+        import torch
+
+        from .cluster import local_workers
+
+        count = local_workers(threads or 1, gpus=torch.cuda.device_count())
+        if count > 1 and importlib.util.find_spec("distributed") is None:
+            logging.getLogger("nsn2n").warning(
+                "running the cases one at a time: pip install 'dask[distributed]' to run "
+                "%d at once", count)
+            count = 1
+    else:
+        try:
+            count = int(requested)
+        except ValueError:
+            raise InputError(f"workers must be auto or a whole number, not {requested!r}"
+                             ) from None
+        if count < 1:
+            raise InputError(f"workers must be at least 1, not {count}")
+    return count, (threads if count == 1 else threads or 1)
 
 
 def duration(seconds: float) -> str:
@@ -237,7 +325,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="nsn2n: %(message)s")
     try:
         with _cancelled_by_terminate():
-            return _denoise(args)
+            return _batch(args) if args.command == "batch" else _denoise(args)
     except InputError as exc:
         print(f"{ERROR_PREFIX} {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -46,6 +46,10 @@ class DenoiseOptions:
     bias_correction: Optional[bool] = None
     # A series: volumes of the same kind are this many apart (2 for ASL label / control).
     series_stride: int = 1
+    # Train once, apply to many (NS-N2N): start from the network saved at ``model`` and
+    # fine-tune it (checkpoint.py); write the trained network to ``save_model``.
+    model: Optional[str] = None
+    save_model: Optional[str] = None
 
     def __post_init__(self):
         axis = self.slice_axis
@@ -81,6 +85,9 @@ class DenoiseOptions:
              f"series stride must be a whole number >= 1, not {self.series_stride!r}"),
             (self.modality is None or str(self.modality).upper() in MODALITIES + ("MRI",),
              f"unknown modality {self.modality!r}; use one of " + ", ".join(MODALITIES)),
+            (all(path is None or (isinstance(path, str) and path.lower().endswith(".pt"))
+                 for path in (self.model, self.save_model)),
+             "a saved network is a .pt file"),
         ]
         for ok, message in checks:
             if not ok:

@@ -120,6 +120,9 @@ def denoise(volume: Volume, options: DenoiseOptions = DenoiseOptions(),
     modality = modality_of(volume, options)
     if method_config is None:
         method = resolve_method(options.method, modality, volume.dimension == 4)
+        if (options.model or options.save_model) and method.name != "nsn2n":
+            raise InputError(f"a saved network (--model, --save-model) is an nsn2n "
+                             f"network; this volume runs the {method.name} method")
         config = config_for(method, options)
         if options.max_seconds is not None:  # a budget for the run, not for training only
             planned = estimated or estimate(volume, options)

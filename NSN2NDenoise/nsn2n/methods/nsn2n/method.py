@@ -27,12 +27,13 @@ import dataclasses
 import logging
 import math
 import time
-from typing import Dict, List, Optional, Tuple, Union
+from typing import Callable, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import torch
 
 from ... import intensity
+from ...checkpoint import load_network, save_network
 from ...errors import InputError
 from ...inference import predict_volume
 from ...metrics import MethodNoise, method_noise
@@ -99,7 +100,9 @@ def fit_predict(slices: np.ndarray, config: NSN2NConfig,
                 progress: Optional[ProgressCallback] = None,
                 cancel: Optional[CancelEvent] = None,
                 reference: Optional[np.ndarray] = None,
-                magnitude: bool = False, stopwatch: Optional[Stopwatch] = None
+                magnitude: bool = False, stopwatch: Optional[Stopwatch] = None,
+                initial: Optional[Dict[str, torch.Tensor]] = None,
+                trained: Optional[Callable[[torch.nn.Module], None]] = None
                 ) -> Tuple[np.ndarray, NSN2NReport]:
     """Train on ``slices`` (float32, normalised, slice axis first) and denoise them.
 
@@ -107,6 +110,8 @@ def fit_predict(slices: np.ndarray, config: NSN2NConfig,
     estimate.  ``reference`` replaces the noisy neighbours by a clean target: the
     supervised upper bound the benchmark compares against; never used by the product.
     ``stopwatch`` collects the seconds of each phase (also in the report, rounded).
+    ``initial``: weights to start from (a network trained on another volume, fine-tuned
+    here) instead of a seeded initialisation; ``trained`` gets the network that denoises.
     """
     depth, height, width = slices.shape
     if depth < 3:
@@ -175,6 +180,8 @@ def fit_predict(slices: np.ndarray, config: NSN2NConfig,
         with torch.random.fork_rng(devices=[]):  # seeded init, global state untouched
             torch.manual_seed(seed)
             model = UNet2d(config.width, config.depth)
+        if initial is not None:
+            model.load_state_dict(initial)
         model = model.to(device).to(memory_format=torch.channels_last)
         with stopwatch("train"):
             result = train(model, batch_loss, schedule, average_tail=config.average_tail,
@@ -183,9 +190,11 @@ def fit_predict(slices: np.ndarray, config: NSN2NConfig,
                            cancel=cancel)
         members.append(result.averaged if config.average_tail > 0 else result.model)
         results.append(result)
-    trained = members[0] if len(members) == 1 else MeanOf(members)
+    network = members[0] if len(members) == 1 else MeanOf(members)
+    if trained is not None:
+        trained(network)
     with stopwatch("predict"):
-        denoised = predict_volume(trained, slices.astype(np.float32, copy=False), device,
+        denoised = predict_volume(network, slices.astype(np.float32, copy=False), device,
                                   multiple=2 ** config.depth,
                                   transforms=TTA_ELEMENTS[config.tta], dtype=dtype,
                                   progress=progress, cancel=cancel)
@@ -302,8 +311,15 @@ def wiener_variance(noise: NoiseEstimate, shape: Tuple[int, int, int]) -> torch.
 PROGRESS_PHASE = {"noise": "prepare", "mask": "prepare", "train": "train",
                   "predict": "predict", "nonlocal": "refine", "wiener": "refine",
                   "guard": "refine", "check": "refine"}
-# The probe stack of the estimate (slices, side of its square slices) and its steps.
-PROBE, PROBE_STEPS = (8, 128), 8
+# A run that starts from a saved network (``--model``) trains this share of the preset's
+# steps unless told otherwise: python -m benchmarks transfer measures it.
+FINE_TUNE_SHARE = 0.25
+# The probe stack of the estimate: its slices, the largest side of its slices (the
+# volume's, up to this), and its training steps.  Slices of the volume's size, not a fixed
+# 128 x 128: the refine stages ran 1.8 times faster per voxel on 128 x 128 slices than on
+# 256 x 256 ones (the smaller working set stays in the cache), which put the refine
+# phases of a CT volume 25 % under their time.
+PROBE, PROBE_STEPS = (8, 256), 8
 # The least training a time budget may leave: this share of the run's steps, at most
 # BUDGET_FLOOR_STEPS.  Measured on the CT benchmark case (bf16, seed 0), against 41.06 dB
 # after 700 steps: 350 steps 40.86, 200 steps 40.37, 100 steps 39.47, 50 steps 31.63 dB;
@@ -352,24 +368,48 @@ class Costs:
         return Estimate(phases, train_floor=floor)
 
 
-def measure_costs(config: NSN2NConfig, patch: int) -> Costs:
-    """Time ``fit_predict`` itself, phase by phase, on a random probe stack (:data:`PROBE`,
-    after a two-step warm-up run on the same stack that lets the kernels pick their
-    algorithms for its shapes; about two and a half seconds in fp32 on 2 cores).  A warm-up
-    on a smaller crop left inference cold: it was estimated at twice its time with bf16.  Per voxel from one probe, not a line through two: the fixed costs
-    are a few percent of a probe's, and a difference of two short timings on a busy
-    machine was often negative."""
-    slices, side = PROBE
-    side = max(side, patch)
-    probe = np.random.default_rng(0).random((max(slices, config.run_length + 1), side, side),
-                                            dtype=np.float32)
-    probe_config = dataclasses.replace(config, steps=PROBE_STEPS, full_budget_voxels=0,
-                                       max_seconds=None, tta=1, ensemble=1, patch=patch)
-    fit_predict(probe, dataclasses.replace(probe_config, steps=2))  # warm-up
+def probe_stack(shape: Tuple[int, int, int]) -> Tuple[np.ndarray, np.ndarray]:
+    """A noisy stack of ``shape`` for the estimate and the smooth image under its noise
+    (float32, about 0..1): blobs a few pixels wide and 5 % Gaussian noise."""
+    from ...filters import gaussian_lowpass
+
+    rng = np.random.default_rng(0)
+    field = gaussian_lowpass(torch.from_numpy(rng.standard_normal(shape, np.float32)), 3.0)
+    field = gaussian_lowpass(field.transpose(0, 1).contiguous(), 3.0).transpose(0, 1)
+    field = field.numpy()
+    smooth = (field - field.min()) / max(float(np.ptp(field)), 1e-6)
+    noisy = smooth + 0.05 * rng.standard_normal(shape, np.float32)
+    return noisy.astype(np.float32), smooth.astype(np.float32)
+
+
+def measure_costs(config: NSN2NConfig, patch: int,
+                  plane: Tuple[int, int] = (PROBE[1], PROBE[1])) -> Costs:
+    """Time ``fit_predict`` itself, phase by phase, on a random probe stack of slices of
+    ``plane`` (at most :data:`PROBE`'s side, at least ``patch``), after a two-step warm-up
+    run on the same stack that lets the kernels pick their algorithms for its shapes
+    (about three seconds in fp32 on 2 cores).  A warm-up on a smaller crop left inference
+    cold: it was estimated at twice its time with bf16.  Per voxel from one probe, not a
+    line through two: the fixed costs are a few percent of a probe's, and a difference of
+    two short timings on a busy machine was often negative."""
+    slices, largest = PROBE
+    rows, cols = (min(max(n, patch), largest) for n in plane)
+    probe, smooth = probe_stack((max(slices, config.run_length + 1), rows, cols))
+    # Training and inference are timed through fit_predict with the refine stages off
+    # (on random data its method-noise check always failed and backed off three times,
+    # which priced the check at 5 s on a CT volume where it takes 0.1); the refine stages
+    # are then timed on the probe by themselves.
+    bare = dataclasses.replace(config, steps=PROBE_STEPS, full_budget_voxels=0,
+                               max_seconds=None, tta=1, ensemble=1, patch=patch,
+                               nonlocal_strength=0.0, wiener_stride=0, guard_factor=0.0)
+    fit_predict(probe, dataclasses.replace(bare, steps=2))  # warm-up
     stopwatch = Stopwatch()
     steps_at: List[float] = []  # seconds into training at the end of each step
-    fit_predict(probe, probe_config, stopwatch=stopwatch, progress=lambda p: (
+    denoised, _ = fit_predict(probe, bare, stopwatch=stopwatch, progress=lambda p: (
         steps_at.append(p.elapsed) if p.phase == "train" else None))
+    # The refine stages' speed depends on the data (their exponentials and shrinkage):
+    # on uniform noise the non-local stage ran twice as long per voxel as on CT, so they
+    # are timed with a smooth guide, as a trained network gives them.
+    refine(probe, smooth, estimate_noise(probe, BAND_SCALES), config, stopwatch=stopwatch)
     # The median step, not the mean: on a shared machine one slow step of eight moved
     # the estimate of a 30 s run by up to 40 % (docs/benchmarks.md, "Speed").
     gaps = np.diff(steps_at)
@@ -391,8 +431,8 @@ def estimate(shape: Tuple[int, int, int], config: NSN2NConfig) -> Estimate:
     Training costs the same per step whatever the volume (fixed crops); every other phase
     grows with the voxels."""
     _, height, width = shape
-    return measure_costs(config, effective_patch(config, height, width)).estimate(shape,
-                                                                                   config)
+    costs = measure_costs(config, effective_patch(config, height, width), (height, width))
+    return costs.estimate(shape, config)
 
 
 def rician_sigma_for(slices: np.ndarray, modality: Optional[str],
@@ -429,7 +469,11 @@ class NSN2N:
     series = False
 
     def config(self, options: DenoiseOptions) -> NSN2NConfig:
-        return config_for(options.preset, **training_overrides(options))
+        config = config_for(options.preset, **training_overrides(options))
+        if options.model is not None and options.steps is None:  # a fine-tune
+            config = dataclasses.replace(config, steps=max(1, round(FINE_TUNE_SHARE
+                                                                   * config.steps)))
+        return config
 
     def slice_axis(self, volume: Volume, requested: Union[str, int]) -> int:
         return resolve_slice_axis(volume.geometry, requested)
@@ -461,8 +505,20 @@ class NSN2N:
         if reference is not None:
             reference = normalization.apply(np.moveaxis(reference, axis, 0))
         magnitude = modality == intensity.MR and float(slices.min()) >= 0
+        initial = (None if options.model is None
+                   else load_network(options.model, config.width, config.depth))
+        networks: List[torch.nn.Module] = []
+        if options.save_model is not None and config.ensemble > 1:
+            raise InputError("an ensemble of networks cannot be saved as one; use ensemble 1")
         denoised, report = fit_predict(normalization.apply(slices), config, progress, cancel,
-                                       reference, magnitude)
+                                       reference, magnitude, initial=initial,
+                                       trained=networks.append)
+        if options.save_model is not None:
+            save_network(options.save_model, networks[0], config, {
+                "shape": list(array.shape), "slice_axis": axis, "modality": modality,
+                "normalization": dataclasses.asdict(normalization),
+                "noise_sigma": report.noise_sigma * normalization.scale,
+                "steps": report.steps, "seed": config.seed})
         log.info("NS-N2N mask: %.1f %% of pixels matched (tau %.3f on the normalised scale)",
                  100 * report.matched_fraction, report.tau)
         log.info("Residual guard gave back %.1f %% of the removed energy",
