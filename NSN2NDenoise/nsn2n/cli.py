@@ -62,10 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
     many.add_argument("--output-format", help="write every output in this format, e.g. "
                       ".nii.gz (default: the input's)")
     many.add_argument("--workers", default="auto", help="cases at once: auto (one per GPU, "
-                      "else one per --threads CPUs; on a local Dask cluster when more than "
-                      "one) or a number; 1 runs them in this process")
+                      "else one per --threads CPUs, a case taking up to 4; on a local Dask "
+                      "cluster when more than one) or a number; 1 runs them in this process")
     many.add_argument("--threads", type=int, default=None, help="torch threads per case "
-                      "(default: all CPUs in this process, 1 per worker on a cluster)")
+                      "(default: all CPUs in this process; on a cluster up to 4 with auto "
+                      "workers, else 1)")
     many.add_argument("--scheduler", help="address of an existing Dask scheduler "
                       "(tcp://host:8786) to run the cases on")
     many.add_argument("--progress", default="auto", choices=["auto", "bar", "none"],
@@ -272,22 +273,22 @@ def _workers(requested: str, threads: Optional[int], scheduler: Optional[str]
     if requested == "auto":
         import torch
 
-        from .cluster import local_workers
+        from .cluster import plan_workers
 
-        count = local_workers(threads or 1, gpus=torch.cuda.device_count())
+        count, per_case = plan_workers(threads, gpus=torch.cuda.device_count())
         if count > 1 and importlib.util.find_spec("distributed") is None:
             logging.getLogger("nsn2n").warning(
                 "running the cases one at a time: pip install 'dask[distributed]' to run "
                 "%d at once", count)
-            count = 1
-    else:
-        try:
-            count = int(requested)
-        except ValueError:
-            raise InputError(f"workers must be auto or a whole number, not {requested!r}"
-                             ) from None
-        if count < 1:
-            raise InputError(f"workers must be at least 1, not {count}")
+            return 1, threads
+        return count, (threads if count == 1 else per_case)
+    try:
+        count = int(requested)
+    except ValueError:
+        raise InputError(f"workers must be auto or a whole number, not {requested!r}"
+                         ) from None
+    if count < 1:
+        raise InputError(f"workers must be at least 1, not {count}")
     return count, (threads if count == 1 else threads or 1)
 
 

@@ -14,10 +14,17 @@ time: a case already uses the worker's threads (``threads``) and, with a GPU, th
 from __future__ import annotations
 
 import os
-from typing import Callable, Optional, Sequence
+from typing import Callable, Optional, Sequence, Tuple
 
 from .batch import FAILED, Case, run_case
 from .errors import InputError
+
+
+# Torch threads of one case on a CPU worker unless told otherwise.  On 2 cores, one case
+# at a time with both threads did 7.0 real ASL volumes a minute against 5.1 for two
+# one-thread workers (docs/benchmarks.md, "Batch"): small convolutions still gain from a
+# second thread.  Beyond 4 threads they were not measured; more CPUs give more workers.
+CASE_THREADS = 4
 
 
 def local_workers(threads: int, cpus: Optional[int] = None, gpus: int = 0) -> int:
@@ -27,6 +34,15 @@ def local_workers(threads: int, cpus: Optional[int] = None, gpus: int = 0) -> in
         return gpus
     cpus = cpus or os.cpu_count() or 1
     return max(1, cpus // max(1, threads))
+
+
+def plan_workers(threads: Optional[int] = None, cpus: Optional[int] = None, gpus: int = 0
+                 ) -> Tuple[int, int]:
+    """``--workers auto``: how many cases run at once and the torch threads of each (the
+    given ``threads``, else up to :data:`CASE_THREADS`); one worker means in-process."""
+    cpus = cpus or os.cpu_count() or 1
+    per_case = threads or min(cpus, CASE_THREADS)
+    return local_workers(per_case, cpus, gpus), per_case
 
 
 def device_for_worker(device: str, worker_name, gpus: int) -> str:
@@ -61,7 +77,8 @@ def run_on_cluster(cases: Sequence[Case], on_record: Callable[[dict], None], *,
                    scheduler: Optional[str] = None, workers: Optional[int] = None,
                    threads: int = 1) -> None:
     """Run ``cases`` on the cluster at ``scheduler``, or on a local cluster of ``workers``
-    processes (default :func:`local_workers`), each record to ``on_record`` as it comes.
+    processes (default :func:`local_workers`) of ``threads`` torch threads per case, each
+    record to ``on_record`` as it comes.
     A worker lost in the middle of a case (killed, out of memory) fails that case only."""
     try:
         from distributed import Client, LocalCluster, as_completed

@@ -191,6 +191,14 @@ class Estimate:
         return sum(self.phases.values())
 
 
+# Phases whose progress comes from several stages one after the other, each reporting
+# its own pace (refine: non-local means, then the Wiener stage): the pace of one stage
+# leaves out the stages after it, so the time left of such a phase is never less than
+# the estimate leaves of it.  Without this the time left shown during the non-local stage
+# of `best` left out its Wiener stage: 50 % of the run off (docs/benchmarks.md, "Speed").
+SEVERAL_STAGES = ("refine",)
+
+
 class RunClock:
     """Turns per-phase progress into time left for the whole run.
 
@@ -216,9 +224,13 @@ class RunClock:
             self.phase, self.phase_started = p.phase, now
         planned = sum(self.estimate.get(name, 0.0) for name in self.finished)
         drift = sum(self.finished.values()) / planned if planned > 0 else 1.0
+        planned_left = max(0.0, drift * self.estimate.get(p.phase, 0.0)
+                           - (now - self.phase_started))
         own = p.remaining
         if own != own:  # no pace yet: the estimate, less the time already spent in it
-            own = max(0.0, drift * self.estimate.get(p.phase, 0.0) - (now - self.phase_started))
+            own = planned_left
+        elif p.phase in SEVERAL_STAGES:  # the pace is the current stage's only
+            own = max(own, planned_left)
         later = PHASES[PHASES.index(p.phase) + 1:] if p.phase in PHASES else ()
         remaining = own + drift * sum(self.estimate.get(name, 0.0) for name in later)
         self.progress(dataclasses.replace(p, elapsed=now - self.started, remaining=remaining))

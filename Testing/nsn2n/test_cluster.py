@@ -3,7 +3,7 @@ import pytest
 
 from nsn2n.batch import DONE, FAILED, cases_from_folder, run_serial
 from nsn2n.cli import EXIT_FAILED, main
-from nsn2n.cluster import device_for_worker, local_workers, run_on_cluster
+from nsn2n.cluster import device_for_worker, local_workers, plan_workers, run_on_cluster
 from nsn2n.options import DenoiseOptions
 from nsn2n.volume import read_volume
 
@@ -16,6 +16,13 @@ def test_local_workers_one_per_gpu_else_per_threads():
     assert local_workers(threads=4, cpus=8) == 2
     assert local_workers(threads=16, cpus=8) == 1
     assert local_workers(threads=1, cpus=8, gpus=2) == 2
+
+
+def test_auto_runs_small_machines_in_process_and_spreads_larger_ones():
+    assert plan_workers(cpus=2) == (1, 2)  # measured: one 2-thread case beats two
+    assert plan_workers(cpus=16) == (4, 4)
+    assert plan_workers(threads=1, cpus=4) == (4, 1)
+    assert plan_workers(cpus=16, gpus=2) == (2, 4)
 
 
 def test_each_local_worker_gets_its_own_gpu():

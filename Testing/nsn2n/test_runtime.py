@@ -69,6 +69,11 @@ def test_run_clock_adds_the_later_phases_and_corrects_them_by_the_drift():
     clock.phase, clock.phase_started = "predict", time.perf_counter()
     clock(_event("predict", 1, 2, float("nan")))  # no pace yet: the estimate x drift
     assert seen[-1].remaining == pytest.approx(2 * 4.0 + 2 * 6.0, abs=0.2)
+    # Refine runs stages one after the other; a first stage's pace leaves out the rest.
+    clock(_event("refine", 1, 5, 0.5))
+    drift = sum(clock.finished.values()) / (10.0 + 4.0)
+    assert seen[-1].remaining == pytest.approx(drift * 6.0, abs=0.2)
+    clock.phase_started -= 100.0  # the phase has run past its estimate: the pace decides
     clock(_event("refine", 5, 5, 0.0))  # the last event of the run: nothing left
     assert seen[-1].remaining == 0.0
 

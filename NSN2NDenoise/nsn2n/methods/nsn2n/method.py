@@ -316,9 +316,8 @@ PROGRESS_PHASE = {"noise": "prepare", "mask": "prepare", "train": "train",
 FINE_TUNE_SHARE = 0.25
 # The probe stack of the estimate: its slices, the largest side of its slices (the
 # volume's, up to this), and its training steps.  Slices of the volume's size, not a fixed
-# 128 x 128: the refine stages ran 1.8 times faster per voxel on 128 x 128 slices than on
-# 256 x 256 ones (the smaller working set stays in the cache), which put the refine
-# phases of a CT volume 25 % under their time.
+# 128 x 128: on 128 x 128 slices the non-local stage took 0.55 of its time per voxel on
+# the 256 x 256 CT benchmark volume.
 PROBE, PROBE_STEPS = (8, 256), 8
 # The least training a time budget may leave: this share of the run's steps, at most
 # BUDGET_FLOOR_STEPS.  Measured on the CT benchmark case (bf16, seed 0), against 41.06 dB
@@ -384,13 +383,15 @@ def probe_stack(shape: Tuple[int, int, int]) -> Tuple[np.ndarray, np.ndarray]:
 
 def measure_costs(config: NSN2NConfig, patch: int,
                   plane: Tuple[int, int] = (PROBE[1], PROBE[1])) -> Costs:
-    """Time ``fit_predict`` itself, phase by phase, on a random probe stack of slices of
-    ``plane`` (at most :data:`PROBE`'s side, at least ``patch``), after a two-step warm-up
-    run on the same stack that lets the kernels pick their algorithms for its shapes
-    (about three seconds in fp32 on 2 cores).  A warm-up on a smaller crop left inference
-    cold: it was estimated at twice its time with bf16.  Per voxel from one probe, not a
-    line through two: the fixed costs are a few percent of a probe's, and a difference of
-    two short timings on a busy machine was often negative."""
+    """Time ``fit_predict`` itself, phase by phase, on a probe stack (:func:`probe_stack`)
+    of slices of ``plane`` (at most :data:`PROBE`'s side, at least ``patch``), after a
+    two-step warm-up run on the same stack that lets the kernels pick their algorithms for
+    its shapes (about three seconds in fp32 on 2 cores).  On the CT and MRI benchmark
+    volumes every phase but the sub-second preparation then came within 10 % of its time.
+    A warm-up on a smaller crop left inference cold: it was estimated at twice its time
+    with bf16.  Per voxel from one probe, not a line through two: the fixed costs are a
+    few percent of a probe's, and a difference of two short timings on a busy machine was
+    often negative."""
     slices, largest = PROBE
     rows, cols = (min(max(n, patch), largest) for n in plane)
     probe, smooth = probe_stack((max(slices, config.run_length + 1), rows, cols))
@@ -406,9 +407,9 @@ def measure_costs(config: NSN2NConfig, patch: int,
     steps_at: List[float] = []  # seconds into training at the end of each step
     denoised, _ = fit_predict(probe, bare, stopwatch=stopwatch, progress=lambda p: (
         steps_at.append(p.elapsed) if p.phase == "train" else None))
-    # The refine stages' speed depends on the data (their exponentials and shrinkage):
-    # on uniform noise the non-local stage ran twice as long per voxel as on CT, so they
-    # are timed with a smooth guide, as a trained network gives them.
+    # The refine stages' speed depends on the data: on uniform noise the non-local stage
+    # ran 1.8 times as long per voxel as on the CT volume, so they are timed on a smooth
+    # image in noise with the smooth image as the guide, as a trained network gives them.
     refine(probe, smooth, estimate_noise(probe, BAND_SCALES), config, stopwatch=stopwatch)
     # The median step, not the mean: on a shared machine one slow step of eight moved
     # the estimate of a 30 s run by up to 40 % (docs/benchmarks.md, "Speed").
