@@ -205,10 +205,12 @@ def _now() -> str:
 
 
 def run_case(case: Case, threads: Optional[int] = None,
-             cancel: Optional[CancelEvent] = None) -> dict:
+             cancel: Optional[CancelEvent] = None, device: Optional[str] = None) -> dict:
     """Denoise one case and write its record; returns the record.  Every error of the
     case's own (bad input, a failed run) is recorded as ``failed``, not raised; a cancel
-    (``Cancelled``, Ctrl-C) is raised and leaves neither output nor record."""
+    (``Cancelled``, Ctrl-C) is raised and leaves neither output nor record.  ``device``
+    replaces the options' device for this run (a cluster worker's card); the record keeps
+    the options as asked, so that :func:`is_done` recognises the case on any worker."""
     from .files import denoise_file, write_json
 
     started, clock = _now(), time.perf_counter()
@@ -217,8 +219,10 @@ def run_case(case: Case, threads: Optional[int] = None,
               "versions": versions(), "host": socket.gethostname(), "started": started}
     try:
         case.output.parent.mkdir(parents=True, exist_ok=True)
+        options = (case.options if device is None
+                   else dataclasses.replace(case.options, device=device))
         with torch_threads(threads):
-            report = denoise_file(case.input, case.output, case.options, cancel=cancel)
+            report = denoise_file(case.input, case.output, options, cancel=cancel)
         record.update(status=DONE, report=report.to_dict(), error=None)
     except (Cancelled, KeyboardInterrupt):
         raise

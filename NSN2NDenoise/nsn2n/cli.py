@@ -2,7 +2,8 @@
 
 ``nsn2n denoise INPUT OUTPUT [options]`` denoises one volume.  Bad input exits with status
 2 and one line on stderr, and OUTPUT is not created; a cancelled run (Ctrl-C) exits with
-130 and writes nothing.  The benchmarks are not part of the command: they live in the
+130 and writes nothing.  ``nsn2n batch INPUT_FOLDER OUTPUT_FOLDER [options]`` denoises
+many (``batch.py``): exit 1 when a case failed, the others done.  The benchmarks are not part of the command: they live in the
 repository (``python -m benchmarks``), not in the package.
 """
 

@@ -60,17 +60,12 @@ def device_for_worker(device: str, worker_name, gpus: int) -> str:
 
 def cluster_task(case: Case, threads: Optional[int]) -> dict:
     """What a worker runs: the case on this worker's device."""
-    import dataclasses
-
     import torch
     from distributed import get_worker
 
     gpus = torch.cuda.device_count()
-    device = device_for_worker(case.options.device, get_worker().name, gpus)
-    if device != case.options.device:
-        case = dataclasses.replace(case, options=dataclasses.replace(case.options,
-                                                                     device=device))
-    return run_case(case, threads)
+    return run_case(case, threads,
+                    device=device_for_worker(case.options.device, get_worker().name, gpus))
 
 
 def run_on_cluster(cases: Sequence[Case], on_record: Callable[[dict], None], *,
