@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
@@ -18,8 +18,8 @@ from . import intensity
 from .errors import InputError
 from .methods import REGISTRY, Method, RunReport, method_of_config, resolve_method
 from .options import DenoiseOptions
-from .runtime import (CancelEvent, Estimate, ProgressCallback, RunClock, require_memory,
-                      resolve_device)
+from .runtime import (CancelEvent, Estimate, ProgressCallback, RunClock, check_cancel,
+                      require_memory, resolve_device)
 from .volume import Volume, check_voxels
 
 
@@ -57,6 +57,11 @@ def estimate(volume: Volume, options: DenoiseOptions) -> Estimate:
     (the method timed on small probes; takes a second or two)."""
     check_voxels(volume.array)
     method = method_for(volume, options)
+    if volume.dimension == 4 and not method.series:  # volume by volume
+        count = len(volume.array)
+        one = estimate(frame_of(volume, 0), each_volume(options, count))
+        return Estimate({name: count * seconds for name, seconds in one.phases.items()},
+                        train_floor=count * one.train_floor)
     estimated = method.estimate(method.stack_shape(volume, options),
                                 config_for(method, options))
     if options.max_seconds is None:
@@ -120,6 +125,8 @@ def denoise(volume: Volume, options: DenoiseOptions = DenoiseOptions(),
     modality = modality_of(volume, options)
     if method_config is None:
         method = resolve_method(options.method, modality, volume.dimension == 4)
+        if volume.dimension == 4 and not method.series:
+            return volume_by_volume(volume, options, progress, cancel, estimated)
         if (options.model or options.save_model) and method.name != "nsn2n":
             raise InputError(f"a saved network (--model, --save-model) is an nsn2n "
                              f"network; this volume runs the {method.name} method")
@@ -139,3 +146,57 @@ def denoise(volume: Volume, options: DenoiseOptions = DenoiseOptions(),
         report, preset=options.preset, seed=options.seed,
         estimated_seconds=None if estimated is None else round(estimated.seconds, 1),
         warning="; ".join(w for w in (report.warning, shortfall) if w) or None)
+
+
+def frame_of(volume: Volume, index: int) -> Volume:
+    """Volume ``index`` of a 4-D series, with the series' geometry."""
+    return Volume(volume.array[index], volume.geometry, volume.modality)
+
+
+def each_volume(options: DenoiseOptions, count: int) -> DenoiseOptions:
+    """The options of one of ``count`` volumes denoised one by one: a time budget is
+    shared out; one network file cannot hold ``count`` networks."""
+    if options.save_model is not None:
+        raise InputError("--save-model keeps one volume's network; this series would be "
+                         f"denoised volume by volume ({count} networks)")
+    if options.max_minutes is None:
+        return options
+    return dataclasses.replace(options, max_minutes=options.max_minutes / count)
+
+
+def volume_by_volume(volume: Volume, options: DenoiseOptions,
+                     progress: Optional[ProgressCallback], cancel: Optional[CancelEvent],
+                     estimated: Optional[Estimate]) -> Tuple[Volume, RunReport]:
+    """A 4-D series with a method for single volumes (``--method nsn2n`` on an fMRI
+    time course, whose changes the series method would remove): every volume denoised on
+    its own, with the same options and seed, as if it were its own file.  The time left
+    counts the volumes still to come; the report sums steps and seconds and keeps the
+    method's own fields from the last volume."""
+    count = len(volume.array)
+    options = each_volume(options, count)
+    share = None if estimated is None else Estimate(
+        {name: seconds / count for name, seconds in estimated.phases.items()},
+        train_floor=estimated.train_floor / count)
+    outputs, reports = [], []
+    for index in range(count):
+        check_cancel(cancel)
+        later = 0.0 if share is None else (count - 1 - index) * share.seconds
+        forward = None if progress is None else (
+            lambda p, later=later: progress(dataclasses.replace(p, remaining=p.remaining
+                                                                + later)))
+        result, report = denoise(frame_of(volume, index), options, forward, cancel,
+                                 estimated=share)
+        outputs.append(result.array)
+        reports.append(report)
+    phases: Dict[str, float] = {}
+    for report in reports:
+        for name, seconds in report.phase_seconds.items():
+            phases[name] = round(phases.get(name, 0.0) + seconds, 2)
+    warnings = [f"volume {i}: {r.warning}" for i, r in enumerate(reports) if r.warning]
+    return volume.with_array(np.stack(outputs)), dataclasses.replace(
+        reports[-1], steps=sum(r.steps for r in reports),
+        train_seconds=round(sum(r.train_seconds for r in reports), 2),
+        total_seconds=round(sum(r.total_seconds for r in reports), 2),
+        recoveries=sum(r.recoveries for r in reports), phase_seconds=phases,
+        warning="; ".join(warnings) or None,
+        estimated_seconds=None if estimated is None else round(estimated.seconds, 1))

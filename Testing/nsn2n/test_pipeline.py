@@ -194,3 +194,25 @@ def test_max_minutes_bounds_the_estimate_and_the_training(phantom):
     _, report = denoise(volume, DenoiseOptions(steps=10 ** 6, max_minutes=0.05))
     assert report.steps < 10 ** 6  # one step over at most:
     assert report.train_seconds <= max(3.0, bounded.train_floor) + 1.0
+
+
+def test_a_series_with_a_single_volume_method_is_denoised_volume_by_volume(phantom):
+    rng = np.random.default_rng(5)
+    frames = np.stack([phantom + rng.normal(0, 0.05, phantom.shape) for _ in range(3)])
+    series = Volume(frames.astype(np.float32), Geometry.identity((1.0, 1.0, 3.0)), "MR",
+                    dimension=4, frames=(2.0, 0.0))
+    options = DenoiseOptions(method="nsn2n", steps=3, seed=2)
+    estimated = estimate(series, options)
+    single = estimate(Volume(series.array[0], series.geometry, "MR"), options)
+    assert estimated.seconds == pytest.approx(3 * single.seconds, rel=0.5)
+    seen = []
+    result, report = denoise(series, options, progress=seen.append, estimated=estimated)
+    assert result.array.shape == series.array.shape and result.dimension == 4
+    assert result.frames == series.frames and report.steps == 3 * 3
+    alone, _ = denoise(Volume(series.array[1], series.geometry, "MR"), options)
+    assert np.array_equal(result.array[1], alone.array)  # as if it were its own file
+    first = [p for p in seen if p.phase == "train"][0]
+    assert first.remaining > 2 * single.seconds * 0.3  # the volumes still to come count
+    with pytest.raises(InputError, match="volume by volume"):
+        denoise(series, dataclasses.replace(options, save_model="net.pt"))
+    assert method_for(series, DenoiseOptions()).name == "series"  # auto: the series method

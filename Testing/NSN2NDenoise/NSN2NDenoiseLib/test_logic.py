@@ -281,6 +281,19 @@ def test_a_sequence_of_volumes_becomes_a_new_sequence_in_the_same_browser(scene,
     assert len(volume_nodes(scene)) == 0  # no scratch node left behind
 
 
+def test_a_time_course_with_nsn2n_chosen_is_denoised_volume_by_volume(scene, phantom):
+    rng = np.random.default_rng(2)
+    arrays = [(1000 * phantom + rng.normal(0, 40, phantom.shape)).astype(np.int16)
+              for _ in range(2)]
+    sequence = add_sequence(scene, arrays, "BOLD")
+    logic = NSN2NDenoiseLogic()
+    out = logic.process(sequence, method="nsn2n", **FAST)
+    assert logic.lastReport.method == "nsn2n" and out.GetNumberOfDataNodes() == 2
+    assert logic.lastReport.steps == 2 * FAST["steps"]  # one network per volume
+    for before, after in zip(arrays, frame_arrays(out)):
+        assert after.shape == before.shape and not np.array_equal(after, before)
+
+
 def test_a_cine_of_2d_frames_is_one_stack_and_gets_its_own_browser(scene):
     rng = np.random.default_rng(1)
     arrays = [rng.gamma(2.0, 40.0, (1, 24, 40)).astype(np.uint8) for _ in range(5)]
