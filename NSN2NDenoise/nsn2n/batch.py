@@ -21,7 +21,6 @@ import csv
 import dataclasses
 import datetime
 import json
-import os
 import platform
 import socket
 import time
@@ -31,12 +30,13 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence
 from .errors import Cancelled, InputError
 from .options import DenoiseOptions
 from .runtime import CancelEvent, check_cancel
+from .volume import WRITE_SUFFIXES, suffix_of, write_atomically
 
 RECORD_SUFFIX = ".nsn2n.json"
 SUMMARY_NAME = "nsn2n-batch.csv"
 DONE, FAILED, SKIPPED = "done", "failed", "skipped"
-# Files a folder case is made of (volume formats); ``.dcm`` files make their folder a case.
-VOLUME_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
+# ``.dcm`` files make their folder a case; the volume formats (volume.WRITE_SUFFIXES) are
+# cases of their own.
 DICOM_SUFFIX = ".dcm"
 # Manifest columns besides input and output: DenoiseOptions fields, with the type a CSV
 # cell is read as (strings otherwise).
@@ -57,15 +57,11 @@ class Case:
         return self.output.with_name(self.output.name + RECORD_SUFFIX)
 
 
-def _suffix(path: Path) -> str:
-    name = path.name.lower()
-    return ".nii.gz" if name.endswith(".nii.gz") else path.suffix.lower()
-
-
 def _with_format(path: Path, output_format: Optional[str]) -> Path:
     if not output_format:
         return path
-    stem = path.name[:-len(_suffix(path))] if _suffix(path) else path.name
+    suffix = suffix_of(path)
+    stem = path.name[:-len(suffix)] if suffix else path.name
     return path.with_name(stem + output_format)
 
 
@@ -79,9 +75,9 @@ def cases_from_folder(input_root, output_root, options: DenoiseOptions = Denoise
     input_root, output_root = Path(input_root), Path(output_root)
     if not input_root.is_dir():
         raise InputError(f"input folder does not exist: {input_root}")
-    if output_format and output_format not in VOLUME_SUFFIXES:
+    if output_format and output_format not in WRITE_SUFFIXES:
         raise InputError(f"unsupported output format {output_format!r}; use one of "
-                         + ", ".join(VOLUME_SUFFIXES))
+                         + ", ".join(WRITE_SUFFIXES))
     skip = output_root.resolve()
     cases: List[Case] = []
     series_folders = set()
@@ -91,10 +87,10 @@ def cases_from_folder(input_root, output_root, options: DenoiseOptions = Denoise
             continue
         if skip == path.resolve() or skip in path.resolve().parents:
             continue
-        suffix = _suffix(path)
+        suffix = suffix_of(path)
         if suffix == DICOM_SUFFIX:
             series_folders.add(path.parent)
-        elif suffix in VOLUME_SUFFIXES:
+        elif suffix in WRITE_SUFFIXES:
             output = _with_format(output_root / relative, output_format)
             cases.append(Case(path, output, options, relative.as_posix()))
     for folder in sorted(series_folders):
@@ -288,14 +284,13 @@ def summary_rows(cases: Sequence[Case]) -> List[Dict[str, object]]:
 
 def write_summary(rows: Sequence[Dict[str, object]], path) -> Path:
     """The summary as CSV, renamed into place."""
-    path = Path(path)
-    staged = path.with_name(f".{path.name}.{os.getpid()}")
-    with open(staged, "w", newline="", encoding="utf-8") as stream:
-        writer = csv.DictWriter(stream, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(staged, path)
-    return path
+    def write(temporary: str) -> None:
+        with open(temporary, "w", newline="", encoding="utf-8") as stream:
+            writer = csv.DictWriter(stream, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+
+    return write_atomically(path, write, ".csv")
 
 
 def summary_text(rows: Sequence[Dict[str, object]], skipped: int, seconds: float) -> str:

@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Dict, Mapping
 
 import torch
 
 from .errors import InputError
+from .volume import write_atomically
 
 FORMAT = 1
 KIND = "nsn2n-network"
@@ -43,16 +42,7 @@ def save_network(path, model: torch.nn.Module, config: Any,
         "source": json.loads(json.dumps(dict(source), default=_plain)),
         "versions": {"nsn2n": __version__, "torch": str(torch.__version__)},
     }
-    handle, staged = tempfile.mkstemp(prefix=".nsn2n-", suffix=".pt",
-                                      dir=path.resolve().parent)
-    os.close(handle)
-    try:
-        torch.save(checkpoint, staged)
-        os.replace(staged, path)
-    except BaseException:
-        Path(staged).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomically(path, lambda temporary: torch.save(checkpoint, temporary), ".pt")
 
 
 def load_network(path, width: int, depth: int) -> Dict[str, torch.Tensor]:

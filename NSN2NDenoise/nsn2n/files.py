@@ -9,8 +9,6 @@ nothing behind.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -81,18 +79,15 @@ def write_preview(volume, result, run_report: RunReport, path) -> None:
 
 
 def write_json(data: dict, path) -> Path:
-    """``data`` as JSON at ``path``, written beside it first and renamed into place, so a
+    """``data`` as JSON at ``path``, renamed into place (``volume.write_atomically``), so a
     reader (or a resumed batch) never sees half a record."""
-    path = Path(path)
-    handle, staged = tempfile.mkstemp(prefix=".nsn2n-", suffix=".json", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+    from .volume import write_atomically
+
+    def write(temporary: str) -> None:
+        with open(temporary, "w", encoding="utf-8") as stream:
             json.dump(data, stream, indent=2, default=str)
-        os.replace(staged, path)
-    except BaseException:
-        Path(staged).unlink(missing_ok=True)
-        raise
-    return path
+
+    return write_atomically(path, write, ".json")
 
 
 def derived_descriptions(report: RunReport):

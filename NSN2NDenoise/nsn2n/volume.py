@@ -18,7 +18,7 @@ import shutil
 import struct
 import tempfile
 from pathlib import Path
-from typing import Optional, Tuple, Union
+from typing import Callable, Optional, Tuple, Union
 
 import numpy as np
 
@@ -324,6 +324,24 @@ def image_of(volume: Volume):
     image.SetOrigin(geometry.origin)
     image.SetDirection(geometry.direction)
     return image
+
+
+def write_atomically(path, write: Callable[[str], None], suffix: str = "") -> Path:
+    """``write(temporary)`` into a file beside ``path``, then rename it into place, so a
+    reader never sees half a file; the temporary file is removed on any failure.  The
+    file gets the usual 0644 mode: mkstemp's 0600 would keep other users out."""
+    path = Path(path)
+    handle, temporary = tempfile.mkstemp(prefix=".nsn2n-", suffix=suffix,
+                                         dir=path.resolve().parent)
+    os.close(handle)
+    try:
+        write(temporary)
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+    return path
 
 
 def write_volume(volume: Volume, path) -> Path:

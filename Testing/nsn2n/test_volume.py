@@ -207,3 +207,21 @@ def test_slice_methods_refuse_a_series_with_the_way_out():
     volume = Volume(np.ones((3, 4, 5, 6), np.float32), Geometry.identity(), dimension=4)
     with pytest.raises(InputError, match="--method series"):
         require_volume(volume)
+
+
+def test_write_atomically_renames_a_readable_file_into_place_and_leaves_nothing_on_failure(
+        tmp_path):
+    import stat
+
+    from nsn2n.volume import write_atomically
+
+    target = write_atomically(tmp_path / "a.json", lambda t: open(t, "w").write("{}"))
+    assert target.read_text() == "{}" and stat.S_IMODE(target.stat().st_mode) == 0o644
+
+    def broken(temporary):
+        open(temporary, "w").write("half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError):
+        write_atomically(tmp_path / "b.json", broken)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json"]

@@ -405,7 +405,7 @@ def measure_costs(config: NSN2NConfig, patch: int,
     fit_predict(probe, dataclasses.replace(bare, steps=2))  # warm-up
     stopwatch = Stopwatch()
     steps_at: List[float] = []  # seconds into training at the end of each step
-    denoised, _ = fit_predict(probe, bare, stopwatch=stopwatch, progress=lambda p: (
+    fit_predict(probe, bare, stopwatch=stopwatch, progress=lambda p: (
         steps_at.append(p.elapsed) if p.phase == "train" else None))
     # The refine stages' speed depends on the data: on uniform noise the non-local stage
     # ran 1.8 times as long per voxel as on the CT volume, so they are timed on a smooth

@@ -14,14 +14,13 @@ so that a mismatched network fails with one clear line instead of a shape error.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Dict, Tuple
 
 import torch
 
 from ...errors import InputError
+from ...volume import write_atomically
 
 SPECKLE2SELF_FILE = "speckle2self_simulated.pt"
 
@@ -36,17 +35,9 @@ def save_weights(model: torch.nn.Module, path, architecture: Dict, provenance: D
     state = {key: value.detach().to("cpu", torch.float16 if value.is_floating_point()
                                     else value.dtype).clone()
              for key, value in model.state_dict().items()}
-    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".part")
-    os.close(handle)
-    try:
-        torch.save(dict(state=state, architecture=dict(architecture),
-                        provenance=dict(provenance)), temporary)
-        os.chmod(temporary, 0o644)  # mkstemp's 0600 would keep other users out
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-    return path
+    return write_atomically(path, lambda temporary: torch.save(
+        dict(state=state, architecture=dict(architecture), provenance=dict(provenance)),
+        temporary), ".pt")
 
 
 def load_weights(path=None) -> Tuple[Dict[str, torch.Tensor], Dict, Dict]:
