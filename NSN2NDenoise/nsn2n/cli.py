@@ -15,10 +15,11 @@ import dataclasses
 import importlib.util
 import json
 import logging
+import os
 import sys
 from typing import List, Optional, Tuple
 
-from .errors import Cancelled, InputError
+from .errors import Cancelled, InputError, OutputError
 from .options import (BIAS_CORRECTION, METHODS, MODALITIES, PRECISIONS, PRESETS, SLICE_AXES,
                       DenoiseOptions)
 
@@ -26,6 +27,8 @@ EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_CANCELLED = 0, 1, 2, 130
 # Starts the one stderr line of every error the command reports (the Slicer panel's
 # process reader looks for it).
 ERROR_PREFIX = "nsn2n: error:"
+# Set to show the traceback of an unexpected error instead of its one line.
+TRACEBACK_VARIABLE = "NSN2N_TRACEBACK"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -334,12 +337,21 @@ def main(argv: Optional[List[str]] = None) -> int:
     except (Cancelled, KeyboardInterrupt):
         print("nsn2n: cancelled; nothing was written", file=sys.stderr)
         return EXIT_CANCELLED
+    except OutputError as exc:
+        print(f"{ERROR_PREFIX} {exc}", file=sys.stderr)
+        return EXIT_FAILED
     except MemoryError:
         print(f"{ERROR_PREFIX} out of memory", file=sys.stderr)
         return EXIT_FAILED
-    except RuntimeError as exc:  # torch reports GPU out-of-memory as a RuntimeError
-        if "out of memory" not in str(exc).lower():
+    except Exception as exc:  # noqa: BLE001 - a bug still ends in one line, not a traceback
+        if os.environ.get(TRACEBACK_VARIABLE):
             raise
-        print(f"{ERROR_PREFIX} the device ran out of memory; try --device cpu",
-              file=sys.stderr)
+        if "out of memory" in str(exc).lower():  # torch's GPU out-of-memory
+            print(f"{ERROR_PREFIX} the device ran out of memory; try --device cpu",
+                  file=sys.stderr)
+        else:
+            first = (str(exc).strip().splitlines() or [""])[0][:200]
+            print(f"{ERROR_PREFIX} unexpected {type(exc).__name__}: {first} (a bug: please "
+                  f"report it; {TRACEBACK_VARIABLE}=1 shows where it happened)",
+                  file=sys.stderr)
         return EXIT_FAILED

@@ -21,7 +21,7 @@ from typing import Dict
 import numpy as np
 
 from .errors import InputError
-from .volume import Volume, check_writable_folder, dicom_series_files, image_of
+from .volume import Volume, check_writable_folder, dicom_series_files, image_of, writing
 
 # What the derived series shares with its source: patient, study, equipment, frame of
 # reference, and the storage class (a CT stays a CT image, not a secondary capture).
@@ -141,26 +141,24 @@ def write_derived_series(volume: Volume, folder, source: Dict[str, str], descrip
     direction = image.GetDirection()
     orientation = "\\".join(f"{v:.10g}" for v in (direction[0], direction[3], direction[6],
                                                  direction[1], direction[4], direction[7]))
-    try:
+    with writing(folder):
         staging = Path(tempfile.mkdtemp(prefix=".nsn2n-", dir=folder.resolve().parent))
-    except OSError as exc:
-        raise InputError(f"cannot write to {folder.resolve().parent}: {exc.strerror}") from None
-    try:
-        writer = sitk.ImageFileWriter()
-        writer.KeepOriginalImageUIDOn()  # the UIDs set here, not GDCM's own
-        for k in range(image.GetSize()[2]):
-            piece = image[:, :, k]
-            position = image.TransformIndexToPhysicalPoint((0, 0, k))
-            for key, value in {**shared, "0008|0018": new_uid(), "0020|0013": str(k + 1),
-                               "0020|0037": orientation,
-                               "0020|0032": "\\".join(f"{v:.10g}" for v in position),
-                               "0018|0050": f"{image.GetSpacing()[2]:.10g}"}.items():
-                piece.SetMetaData(key, value)
-            writer.SetFileName(str(staging / f"IM{k + 1:05d}.dcm"))
-            writer.Execute(piece)
-        if folder.is_dir():
-            folder.rmdir()  # empty (checked): replaced by the finished series
-        os.replace(staging, folder)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        try:
+            writer = sitk.ImageFileWriter()
+            writer.KeepOriginalImageUIDOn()  # the UIDs set here, not GDCM's own
+            for k in range(image.GetSize()[2]):
+                piece = image[:, :, k]
+                position = image.TransformIndexToPhysicalPoint((0, 0, k))
+                for key, value in {**shared, "0008|0018": new_uid(), "0020|0013": str(k + 1),
+                                   "0020|0037": orientation,
+                                   "0020|0032": "\\".join(f"{v:.10g}" for v in position),
+                                   "0018|0050": f"{image.GetSpacing()[2]:.10g}"}.items():
+                    piece.SetMetaData(key, value)
+                writer.SetFileName(str(staging / f"IM{k + 1:05d}.dcm"))
+                writer.Execute(piece)
+            if folder.is_dir():
+                folder.rmdir()  # empty (checked): replaced by the finished series
+            os.replace(staging, folder)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     return folder

@@ -7,3 +7,8 @@ class InputError(ValueError):
 
 class Cancelled(RuntimeError):
     """The run was cancelled through its cancel event; nothing was written."""
+
+
+class OutputError(RuntimeError):
+    """The output could not be written (disk full, folder gone or locked); nothing
+    partial was left behind.  The message is one line for the user."""

@@ -3,7 +3,8 @@
 Every check that needs no voxels runs before the input is read, so a bad path costs
 nothing; the output (a volume file, or a derived DICOM series for a DICOM series input)
 is written atomically once the run has finished, so a failed or cancelled run leaves
-nothing behind.
+nothing behind; a run claims its output first (``outputlock``), so a second run on the
+same output stops at once instead of replacing the first one's result.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ def denoise_file(input_path, output_path, options: DenoiseOptions = DenoiseOptio
     """
     from .dicom import (check_dicom_volume, check_output_folder, is_dicom_output, source_tags,
                         write_derived_series)
+    from .outputlock import claimed
     from .pipeline import denoise, estimate, validate
     from .preview import check_png_path
     from .volume import check_output_path, check_writable_folder, read_volume, write_volume
@@ -44,24 +46,25 @@ def denoise_file(input_path, output_path, options: DenoiseOptions = DenoiseOptio
     for path in (report, options.save_model):
         if path:
             check_writable_folder(path)
-    volume = read_volume(input_path)
-    if as_dicom:
-        check_dicom_volume(volume, result=False)  # refused now, not after the run
-    estimated = None
-    if on_estimate is not None:
-        estimated = estimate(volume, options)
-        on_estimate(estimated)
-    result, run_report = denoise(volume, options, progress=progress, cancel=cancel,
-                                 estimated=estimated)
-    if as_dicom:
-        write_derived_series(result, output_path, source_tags(input_path),
-                             *derived_descriptions(run_report))
-    else:
-        write_volume(result, output_path)
-    if preview:
-        write_preview(volume, result, run_report, preview)
-    if report:
-        write_json(run_report.to_dict(), report)
+    with claimed(output_path):  # a second run on this output stops here, at once
+        volume = read_volume(input_path)
+        if as_dicom:
+            check_dicom_volume(volume, result=False)  # refused now, not after the run
+        estimated = None
+        if on_estimate is not None:
+            estimated = estimate(volume, options)
+            on_estimate(estimated)
+        result, run_report = denoise(volume, options, progress=progress, cancel=cancel,
+                                     estimated=estimated)
+        if as_dicom:
+            write_derived_series(result, output_path, source_tags(input_path),
+                                 *derived_descriptions(run_report))
+        else:
+            write_volume(result, output_path)
+        if preview:
+            write_preview(volume, result, run_report, preview)
+        if report:
+            write_json(run_report.to_dict(), report)
     return run_report
 
 

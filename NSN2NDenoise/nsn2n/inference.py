@@ -69,8 +69,7 @@ def predict_volume(model: torch.nn.Module, slices: np.ndarray, device: torch.dev
         except RuntimeError as exc:  # torch.OutOfMemoryError is one
             if not is_out_of_memory(exc):
                 raise
-            if try_device.type == "cuda":
-                torch.cuda.empty_cache()
+            free_device_memory(try_device)
             log.warning("%s ran out of memory with %d px tiles; trying smaller tiles or "
                         "the CPU", try_device, try_tile)
     raise MemoryError("out of memory even with the smallest tiles on the CPU")
@@ -114,6 +113,14 @@ def fallbacks(device: torch.device, tile: int) -> Iterator[Tuple[torch.device, i
 
 def is_out_of_memory(exc: BaseException) -> bool:
     return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
+
+
+def free_device_memory(device: torch.device) -> None:
+    """Give the failed attempt's cached blocks back before the next one."""
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    elif device.type == "mps":
+        torch.mps.empty_cache()
 
 
 @torch.inference_mode()

@@ -9,18 +9,22 @@ picking the method from the registry and building its config; the method does th
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import numpy as np
 
 from . import intensity
 from .errors import InputError
+from .inference import free_device_memory, is_out_of_memory
 from .methods import REGISTRY, Method, RunReport, method_of_config, resolve_method
 from .options import DenoiseOptions
 from .runtime import (CancelEvent, Estimate, ProgressCallback, RunClock, check_cancel,
                       require_memory, resolve_device)
 from .volume import Volume, check_voxels
+
+log = logging.getLogger(__name__)
 
 
 def config_for(method: Method, options: DenoiseOptions) -> Any:
@@ -140,12 +144,41 @@ def denoise(volume: Volume, options: DenoiseOptions = DenoiseOptions(),
         method, config = method_of_config(method_config), method_config
     if estimated is not None and progress is not None:
         progress = RunClock(estimated.phases, progress)
-    result, report = method.denoise(volume, config, options, modality, progress, cancel,
-                                    reference=reference)
+    result, report, fallback = run_within_memory(
+        lambda c, o: method.denoise(volume, c, o, modality, progress, cancel,
+                                    reference=reference), config, options)
     return result, dataclasses.replace(
         report, preset=options.preset, seed=options.seed,
         estimated_seconds=None if estimated is None else round(estimated.seconds, 1),
-        warning="; ".join(w for w in (report.warning, shortfall) if w) or None)
+        warning="; ".join(w for w in (report.warning, shortfall, fallback) if w) or None)
+
+
+def run_within_memory(run: Callable[[Any, DenoiseOptions], Tuple[Volume, RunReport]],
+                      config: Any, options: DenoiseOptions
+                      ) -> Tuple[Volume, RunReport, Optional[str]]:
+    """``run(config, options)``; when a GPU runs out of memory, again with half the
+    training batch, then on the CPU.  Inference shrinks its own tiles first
+    (``inference.predict_volume``).  Returns what was done instead, for the report."""
+    device = resolve_device(options.device)
+    attempts = [(config, options, None)]
+    if device.type != "cpu":
+        if getattr(config, "batch", 1) > 1:
+            attempts.append((dataclasses.replace(config, batch=config.batch // 2), options,
+                             f"{device.type} ran out of memory; trained with batch "
+                             f"{config.batch // 2} instead of {config.batch}"))
+        attempts.append((config, dataclasses.replace(options, device="cpu"),
+                         f"{device.type} ran out of memory; denoised on the CPU"))
+    for index, (chosen, chosen_options, fallback) in enumerate(attempts):
+        try:
+            result, report = run(chosen, chosen_options)
+            return result, report, fallback
+        except RuntimeError as exc:  # torch.OutOfMemoryError is one
+            if not is_out_of_memory(exc) or index == len(attempts) - 1:
+                raise
+            log.warning("%s; trying again: %s", str(exc).splitlines()[0][:120],
+                        attempts[index + 1][2])
+            free_device_memory(device)
+    raise AssertionError("unreachable")  # the last attempt returns or raises
 
 
 def frame_of(volume: Volume, index: int) -> Volume:

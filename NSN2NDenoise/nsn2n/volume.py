@@ -10,19 +10,19 @@ renamed into place, so a crash or a cancel never leaves a partial output file.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import gzip
 import logging
 import os
 import shutil
-import struct
 import tempfile
 from pathlib import Path
-from typing import Callable, Optional, Tuple, Union
+from typing import Callable, Iterator, Optional, Tuple, Union
 
 import numpy as np
 
-from .errors import InputError
+from .errors import Cancelled, InputError, OutputError
+from .fileformats import check_file, check_nifti_data, native_messages_held, suffix_of
 
 READ_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd", ".dcm")
 WRITE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
@@ -65,11 +65,6 @@ class Volume:
         return dataclasses.replace(self, array=array)
 
 
-def suffix_of(path: Path) -> str:
-    name = path.name.lower()
-    return ".nii.gz" if name.endswith(".nii.gz") else path.suffix.lower()
-
-
 def _sitk():
     # Deferred so that importing the engine stays cheap and side-effect free.
     import SimpleITK as sitk
@@ -91,20 +86,25 @@ def read_volume(path) -> Volume:
         raise InputError(f"input not found: {path}")
     if not os.access(path, os.R_OK):
         raise InputError(f"input is not readable: {path}")
+    if path.is_file():
+        check_file(path)
     sitk = _sitk()
     modality = None
     try:
-        if path.is_dir():
-            image, modality = _read_dicom_series(path)
-        else:
-            reader = sitk.ImageFileReader()
-            reader.SetFileName(str(path))
-            reader.ReadImageInformation()
-            _check_header(reader.GetDimension(), reader.GetSize(),
-                          reader.GetNumberOfComponents(), path)
-            image = reader.Execute()
-            if reader.HasMetaDataKey("0008|0060"):
-                modality = reader.GetMetaData("0008|0060").strip() or None
+        with native_messages_held() as held:
+            if path.is_dir():
+                image, modality = _read_dicom_series(path)
+            else:
+                reader = sitk.ImageFileReader()
+                reader.SetFileName(str(path))
+                reader.ReadImageInformation()
+                _check_header(reader.GetDimension(), reader.GetSize(),
+                              reader.GetNumberOfComponents(), path)
+                if suffix_of(path) in (".nii", ".nii.gz"):
+                    check_nifti_data(path)
+                image = reader.Execute()
+                if reader.HasMetaDataKey("0008|0060"):
+                    modality = reader.GetMetaData("0008|0060").strip() or None
     except InputError:
         raise
     except RuntimeError as exc:  # SimpleITK reports unreadable files this way
@@ -112,11 +112,11 @@ def read_volume(path) -> Volume:
         detail = next((line for line in first if "ERROR" in line or "Could not" in line), "")
         raise InputError(f"cannot read {path}: not a supported image file"
                          + (f" ({detail.strip()[:120]})" if detail else "")) from None
+    for line in held:
+        log.debug("reading %s: %s", path, line)
     _check_header(image.GetDimension(), image.GetSize(),
                   image.GetNumberOfComponentsPerPixel(), path)
     array = sitk.GetArrayFromImage(image)
-    if suffix_of(path) in (".nii", ".nii.gz"):
-        _check_nifti_finite(path)
     dimension = image.GetDimension()
     if dimension == 2:
         array = array[None]
@@ -196,6 +196,25 @@ def check_voxels(array: np.ndarray, name: str = "volume") -> None:
         raise InputError(f"{name} has {bad} NaN or infinite voxels")
     if array.min() == array.max():
         raise InputError(f"{name} is constant ({array.flat[0]}): there is nothing to denoise")
+    if array.dtype.kind in "iu" and looks_like_labels(array):
+        raise InputError(f"{name} looks like a label map or mask (a few whole numbers in "
+                         "flat regions); denoising needs an intensity image")
+
+
+# A label map: integer voxels, few distinct values, and nearly every voxel equal to its
+# neighbour.  Any acquired image, even one with a zero-filled background, has noise
+# between neighbours over most of its voxels, and thousands of distinct values.
+LABEL_MAX_VALUES = 256
+LABEL_FLAT_SHARE = 0.9
+
+
+def looks_like_labels(array: np.ndarray) -> bool:
+    # Rows along array axis 2, a spatial axis in every layout ((k, j, i), (k, j, i, c),
+    # (t, k, j, i)); a thousand or so of them are a cheap and fair sample.
+    rows = array[::max(1, array.shape[0] // 16), ::max(1, array.shape[1] // 64)]
+    if rows.shape[2] < 2 or np.mean(rows[:, :, 1:] == rows[:, :, :-1]) < LABEL_FLAT_SHARE:
+        return False
+    return len(np.unique(rows)) <= LABEL_MAX_VALUES
 
 
 def require_volume(volume: Volume, name: str = "volume") -> None:
@@ -235,30 +254,6 @@ def resolve_slice_axis(geometry: Geometry, requested: Union[str, int] = "auto",
     largest = max(spacing_by_array_axis)
     return next(axis for axis, s in enumerate(spacing_by_array_axis)
                 if s >= largest * (1 - SAME_SPACING))
-
-
-_NIFTI_FLOAT = {16: "f4", 64: "f8"}
-
-
-def _check_nifti_finite(path: Path) -> None:
-    """SimpleITK's NIfTI reader silently turns NaN and Inf into 0; read the raw floats."""
-    opener = gzip.open if suffix_of(path) == ".nii.gz" else open
-    with opener(path, "rb") as handle:
-        header = handle.read(352)
-        if len(header) < 348:
-            return
-        endian = "<" if struct.unpack("<i", header[:4])[0] == 348 else ">"
-        datatype = struct.unpack(endian + "h", header[70:72])[0]
-        if datatype not in _NIFTI_FLOAT:
-            return
-        dims = struct.unpack(endian + "8h", header[40:56])
-        count = int(np.prod([max(d, 1) for d in dims[1:dims[0] + 1]]))
-        offset = int(struct.unpack(endian + "f", header[108:112])[0])
-        handle.seek(offset)
-        raw = np.frombuffer(handle.read(), dtype=endian + _NIFTI_FLOAT[datatype], count=count)
-    if not np.isfinite(raw).all():
-        raise InputError(f"{path} has {int(raw.size - np.isfinite(raw).sum())} NaN or "
-                         "infinite voxels")
 
 
 def cast_like(array: np.ndarray, dtype: np.dtype) -> np.ndarray:
@@ -326,21 +321,38 @@ def image_of(volume: Volume):
     return image
 
 
+@contextlib.contextmanager
+def writing(path) -> Iterator[None]:
+    """Turn a failed write (disk full, folder removed or made read-only during the run)
+    into one :class:`OutputError` line; SimpleITK reports such failures as RuntimeError."""
+    try:
+        yield
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
+    except RuntimeError as exc:
+        if isinstance(exc, (OutputError, Cancelled)):
+            raise
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        reason = next((line for line in lines if "ERROR" in line), lines[-1] if lines else "")
+        raise OutputError(f"cannot write {path}: {reason[:160]}") from None
+
+
 def write_atomically(path, write: Callable[[str], None], suffix: str = "") -> Path:
     """``write(temporary)`` into a file beside ``path``, then rename it into place, so a
     reader never sees half a file; the temporary file is removed on any failure.  The
     file gets the usual 0644 mode: mkstemp's 0600 would keep other users out."""
     path = Path(path)
-    handle, temporary = tempfile.mkstemp(prefix=".nsn2n-", suffix=suffix,
-                                         dir=path.resolve().parent)
-    os.close(handle)
-    try:
-        write(temporary)
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
+    with writing(path):
+        handle, temporary = tempfile.mkstemp(prefix=".nsn2n-", suffix=suffix,
+                                             dir=path.resolve().parent)
+        os.close(handle)
+        try:
+            write(temporary)
+            os.chmod(temporary, 0o644)
+            os.replace(temporary, path)
+        finally:
+            if os.path.exists(temporary):
+                os.remove(temporary)
     return path
 
 
@@ -349,19 +361,17 @@ def write_volume(volume: Volume, path) -> Path:
     path = check_output_path(path)
     sitk = _sitk()
     image = image_of(volume)
-    try:
+    with writing(path):
         staging = Path(tempfile.mkdtemp(prefix=".nsn2n-", dir=path.resolve().parent))
-    except OSError as exc:  # read-only file system, quota: what os.access cannot see
-        raise InputError(f"cannot write to {path.resolve().parent}: {exc.strerror}") from None
-    try:
-        staged = staging / path.name
-        sitk.WriteImage(image, str(staged), useCompression=suffix_of(path) != ".nii")
-        # Detached headers (.nhdr, .mhd) name their data file: move data first and the
-        # header last, so a reader never sees a header without its data.
-        others = [p for p in staging.iterdir() if p != staged]
-        for data_file in others:
-            os.replace(data_file, path.resolve().parent / data_file.name)
-        os.replace(staged, path)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        try:
+            staged = staging / path.name
+            sitk.WriteImage(image, str(staged), useCompression=suffix_of(path) != ".nii")
+            # Detached headers (.nhdr, .mhd) name their data file: move data first and
+            # the header last, so a reader never sees a header without its data.
+            others = [p for p in staging.iterdir() if p != staged]
+            for data_file in others:
+                os.replace(data_file, path.resolve().parent / data_file.name)
+            os.replace(staged, path)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     return path

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from nsn2n.errors import InputError
+from nsn2n.errors import InputError, OutputError
 from nsn2n.volume import (Geometry, Volume, cast_like, check_output_path, read_volume,
                           require_volume, write_volume)
 
@@ -222,6 +222,6 @@ def test_write_atomically_renames_a_readable_file_into_place_and_leaves_nothing_
         open(temporary, "w").write("half")
         raise OSError("disk full")
 
-    with pytest.raises(OSError):
+    with pytest.raises(OutputError, match="cannot write .*b.json: disk full"):
         write_atomically(tmp_path / "b.json", broken)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json"]
