@@ -82,39 +82,44 @@ def check_file(path: Path) -> None:
 def check_nifti_data(path: Path) -> None:
     """A NIfTI file holds all the voxels its header promises, and, for float voxels, no
     NaN or Inf: SimpleITK's reader zero-fills both cases silently."""
+    try:
+        expected, found, bad = _scan_nifti(path)
+    except (EOFError, zlib.error):  # a gzip stream cut short or damaged
+        expected, found, bad = 1, 0, 0
+    if found < expected:
+        raise InputError(f"{path} is truncated or damaged: its voxel data ends before "
+                         "the end its header describes")
+    if bad:
+        raise InputError(f"{path} has {bad} NaN or infinite voxels")
+
+
+def _scan_nifti(path: Path):
+    """(bytes of voxel data the header describes, bytes there, non-finite floats)."""
     opener = gzip.open if suffix_of(path) == ".nii.gz" else open
     with opener(path, "rb") as handle:
         header = handle.read(352)
         if len(header) < 348:
-            return  # not NIfTI-1 (NIfTI-2 is left to SimpleITK)
+            return 0, 0, 0  # not NIfTI-1 (NIfTI-2 is left to SimpleITK)
         endian = "<" if struct.unpack("<i", header[:4])[0] == 348 else ">"
         datatype, bitpix = struct.unpack(endian + "hh", header[70:74])
         dims = struct.unpack(endian + "8h", header[40:56])
         if not 1 <= dims[0] <= 7 or bitpix <= 0:
-            return  # SimpleITK refuses such a header itself
+            return 0, 0, 0  # SimpleITK refuses such a header itself
         count = int(np.prod([max(d, 1) for d in dims[1:dims[0] + 1]], dtype=np.int64))
         expected = count * bitpix // 8
-        offset = int(struct.unpack(endian + "f", header[108:112])[0])
         float_type = _NIFTI_FLOAT.get(datatype)
-        handle.seek(offset)
+        handle.seek(int(struct.unpack(endian + "f", header[108:112])[0]))
         found, bad = 0, 0
-        try:
-            while found < expected:
-                chunk = handle.read(min(_CHUNK, expected - found))
-                if not chunk:
-                    break
-                if float_type is not None:
-                    usable = len(chunk) - len(chunk) % np.dtype(float_type).itemsize
-                    values = np.frombuffer(chunk[:usable], dtype=endian + float_type)
-                    bad += int(values.size - np.count_nonzero(np.isfinite(values)))
-                found += len(chunk)
-        except (EOFError, zlib.error, OSError):  # a gzip stream cut short or damaged
-            pass
-    if found < expected:
-        raise InputError(f"{path} is truncated: its voxel data ends before the {expected} "
-                         "bytes its header describes")
-    if bad:
-        raise InputError(f"{path} has {bad} NaN or infinite voxels")
+        while found < expected:
+            chunk = handle.read(min(_CHUNK, expected - found))
+            if not chunk:
+                break
+            if float_type is not None:
+                usable = len(chunk) - len(chunk) % np.dtype(float_type).itemsize
+                values = np.frombuffer(chunk[:usable], dtype=endian + float_type)
+                bad += int(values.size - np.count_nonzero(np.isfinite(values)))
+            found += len(chunk)
+    return expected, found, bad
 
 
 @contextlib.contextmanager

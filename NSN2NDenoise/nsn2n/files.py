@@ -33,7 +33,8 @@ def denoise_file(input_path, output_path, options: DenoiseOptions = DenoiseOptio
     from .outputlock import claimed
     from .pipeline import denoise, estimate, validate
     from .preview import check_png_path
-    from .volume import check_output_path, check_writable_folder, read_volume, write_volume
+    from .volume import (check_format_holds, check_output_path, check_writable_folder,
+                         read_volume, write_volume)
 
     validate(options)
     as_dicom = is_dicom_output(output_path)
@@ -50,6 +51,8 @@ def denoise_file(input_path, output_path, options: DenoiseOptions = DenoiseOptio
         volume = read_volume(input_path)
         if as_dicom:
             check_dicom_volume(volume, result=False)  # refused now, not after the run
+        else:
+            check_format_holds(volume, output_path)
         estimated = None
         if on_estimate is not None:
             estimated = estimate(volume, options)

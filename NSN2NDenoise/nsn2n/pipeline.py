@@ -166,7 +166,9 @@ def run_within_memory(run: Callable[[Any, DenoiseOptions], Tuple[Volume, RunRepo
             attempts.append((dataclasses.replace(config, batch=config.batch // 2), options,
                              f"{device.type} ran out of memory; trained with batch "
                              f"{config.batch // 2} instead of {config.batch}"))
-        attempts.append((config, dataclasses.replace(options, device="cpu"),
+        on_cpu = (dataclasses.replace(config, device="cpu") if hasattr(config, "device")
+                  else config)  # the methods train on their config's device
+        attempts.append((on_cpu, dataclasses.replace(options, device="cpu"),
                          f"{device.type} ran out of memory; denoised on the CPU"))
     for index, (chosen, chosen_options, fallback) in enumerate(attempts):
         try:

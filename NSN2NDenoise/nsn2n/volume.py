@@ -356,9 +356,27 @@ def write_atomically(path, write: Callable[[str], None], suffix: str = "") -> Pa
     return path
 
 
+def check_format_holds(volume: Volume, path) -> None:
+    """The output format can store ``volume``'s geometry as it is: NIfTI keeps only
+    orthonormal directions (ITK would straighten a sheared one, a gantry tilt, with no
+    more than a console warning)."""
+    if suffix_of(Path(path)) not in (".nii", ".nii.gz"):
+        return
+    direction = np.asarray(volume.geometry.direction).reshape(3, 3)
+    if not np.allclose(direction.T @ direction, np.eye(3), atol=1e-4):
+        raise InputError(f"{Path(path).name}: NIfTI cannot hold this volume's sheared "
+                         "(non-orthogonal) directions; write .nrrd or .mha instead")
+
+
 def write_volume(volume: Volume, path) -> Path:
-    """Write atomically: a temporary folder beside the target, then rename into place."""
-    path = check_output_path(path)
+    """Write atomically: a temporary folder beside the target, then rename into place.
+    The output path was checked before the run (``check_output_path``); what has gone
+    wrong with it since (its folder removed, made read-only) is an :class:`OutputError`."""
+    try:
+        path = check_output_path(path)
+    except InputError as exc:
+        raise OutputError(str(exc)) from None
+    check_format_holds(volume, path)
     sitk = _sitk()
     image = image_of(volume)
     with writing(path):

@@ -220,3 +220,79 @@ def test_a_series_with_a_single_volume_method_is_denoised_volume_by_volume(phant
     with pytest.raises(InputError, match="volume by volume"):
         denoise(series, dataclasses.replace(options, save_model="net.pt"))
     assert method_for(series, DenoiseOptions()).name == "series"  # auto: the series method
+
+
+def gpu_that_runs_out(monkeypatch, fails):
+    """A GPU (as far as the pipeline can tell) on which the first ``fails`` runs end in
+    torch's out-of-memory error; returns the (batch, device) of every attempt."""
+    import torch
+
+    import nsn2n.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "resolve_device",
+                        lambda name="auto": torch.device("cpu" if name == "cpu" else "cuda"))
+    monkeypatch.setattr(pipeline, "free_device_memory", lambda device: None)
+    attempts = []
+
+    def run(config, options):
+        assert config.device == options.device  # the methods use the config's
+        attempts.append((config.batch, options.device))
+        if len(attempts) <= fails:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return "result", "report"
+
+    return attempts, run
+
+
+def test_a_gpu_out_of_memory_is_retried_with_half_the_batch_then_on_the_cpu(monkeypatch):
+    from nsn2n.methods.nsn2n.config import NSN2NConfig
+    from nsn2n.pipeline import run_within_memory
+
+    config = NSN2NConfig(batch=4, device="cuda")
+    attempts, run = gpu_that_runs_out(monkeypatch, fails=1)
+    assert run_within_memory(run, config, DenoiseOptions(device="cuda"))[2] == \
+        "cuda ran out of memory; trained with batch 2 instead of 4"
+    assert attempts == [(4, "cuda"), (2, "cuda")]
+    attempts, run = gpu_that_runs_out(monkeypatch, fails=2)
+    assert run_within_memory(run, config, DenoiseOptions(device="cuda"))[2] == \
+        "cuda ran out of memory; denoised on the CPU"
+    assert attempts == [(4, "cuda"), (2, "cuda"), (4, "cpu")]
+    attempts, run = gpu_that_runs_out(monkeypatch, fails=3)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        run_within_memory(run, config, DenoiseOptions(device="cuda"))
+    attempts, run = gpu_that_runs_out(monkeypatch, fails=1)  # the CPU: nothing to fall to
+    with pytest.raises(RuntimeError, match="out of memory"):
+        run_within_memory(run, dataclasses.replace(config, device="cpu"),
+                          DenoiseOptions(device="cpu"))
+    assert attempts == [(4, "cpu")]
+
+
+def test_other_errors_are_not_retried_and_the_report_says_what_was_done(monkeypatch, phantom):
+    import torch
+
+    import nsn2n.pipeline as pipeline
+    from nsn2n.methods import REGISTRY
+    from nsn2n.pipeline import run_within_memory
+
+    attempts, _ = gpu_that_runs_out(monkeypatch, fails=0)
+
+    def broken(config, options):
+        attempts.append(options.device)
+        raise RuntimeError("a bug, not memory")
+
+    with pytest.raises(RuntimeError, match="a bug"):
+        run_within_memory(broken, None, DenoiseOptions(device="cuda"))
+    assert attempts == ["cuda"]
+    method = type(REGISTRY["nsn2n"])
+    real = method.denoise
+
+    def out_of_memory_on_the_gpu(self, volume, config, options, *args, **kwargs):
+        if config.device != "cpu":
+            raise torch.OutOfMemoryError("CUDA out of memory")
+        return real(self, volume, config, options, *args, **kwargs)
+
+    monkeypatch.setattr(method, "denoise", out_of_memory_on_the_gpu)
+    monkeypatch.setattr(pipeline, "validate", lambda options: None)
+    volume = Volume(phantom, Geometry.identity(), "MR")
+    result, report = denoise(volume, DenoiseOptions(method="nsn2n", steps=4, device="cuda"))
+    assert "denoised on the CPU" in report.warning and result.array.shape == phantom.shape
