@@ -16,11 +16,13 @@ EPILOG = """examples:
   python -m benchmarks low-noise          # nearly clean volumes: never worse than the input
   python -m benchmarks loss-terms         # balanced with and without L_RC + L_IC, 3 seeds
   python -m benchmarks memory             # peak memory for a 512x512x300 int16 CT
+  python -m benchmarks memory --slices 600   # the largest volume the README promises
   python -m benchmarks merge a/synthetic.json b/synthetic.json --docs docs/benchmarks.md
   python -m benchmarks real               # real acquisitions with repeats (shared/realdata)
   python -m benchmarks speed              # presets x precision paths: time, estimate, memory
   python -m benchmarks batch              # nsn2n batch: cases/min, serial vs local cluster
   python -m benchmarks transfer           # a saved network fine-tuned vs from scratch
+  python -m benchmarks cancel             # how fast a cancel stops a run on 512 px slices
   python -m benchmarks ultrasound         # Speckle2Self, simulated speckle and real files
   python -m benchmarks pretrain-speckle2self FILE   # remake the shipped weights
 """
@@ -57,8 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--seeds", default="0,1,2", help="seeds of loss-terms")
     merge = command("merge", "one table from several synthetic runs (later rows win)")
     merge.add_argument("files", nargs="+", metavar="JSON")
-    command("memory", "peak memory for a 512x512x300 int16 CT (in a child process)",
-            docs=False)
+    memory = command("memory", "peak memory for a 512x512x300 int16 CT (in a child "
+                     "process)", docs=False)
+    memory.add_argument("--slices", type=int, default=300)
     real = command("real", "the product and classical filters on real acquisitions with "
                    "repeats (shared/realdata)")
     real.add_argument("--data", default=None, help="folder of the real sets (default: "
@@ -93,6 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
     one.add_argument("--seed", type=int, default=0)
     one.add_argument("--data", default=None)
     one.add_argument("--max-minutes", type=float, default=None)
+    cancel = command("cancel", "how fast a cancel stops a run, at moments spread over it")
+    cancel.add_argument("--shape", default="512x512x24", help="x, y, z of the CT-like volume")
+    cancel.add_argument("--preset", default="balanced")
+    cancel.add_argument("--points", type=int, default=12, help="cancels spread over a run")
     ultrasound = command("ultrasound", "Speckle2Self on simulated speckle and real files")
     ultrasound.add_argument("--cases", default="us-fine,us-coarse")
     ultrasound.add_argument("--preset", default="balanced")
@@ -126,6 +133,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         from .speed import run
     elif args.kind == "speed-run":
         from .speed import child as run
+    elif args.kind == "cancel":
+        from .cancel import run
     elif args.kind == "ultrasound":
         from .ultrasound import run
     else:

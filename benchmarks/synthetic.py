@@ -208,7 +208,8 @@ def loss_term_rows(case: BenchCase, seeds: List[int], log) -> List[Row]:
 
 
 def memory_check(slices: int = 300, size: int = 512) -> Dict:
-    """Denoise a synthetic 512x512x300 int16 CT in a child process; report its peak RSS."""
+    """Denoise a synthetic 512x512x``slices`` int16 CT in a child process; report its peak
+    RSS."""
     code = (
         "import numpy as np\n"
         "from nsn2n.options import DenoiseOptions\n"
@@ -317,7 +318,7 @@ def merge(args) -> int:
 
 
 def memory(args) -> int:
-    result = memory_check()
+    result = memory_check(slices=args.slices)
     print(json.dumps(result))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

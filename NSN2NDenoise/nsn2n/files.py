@@ -15,7 +15,7 @@ from typing import Callable, Optional
 
 from .methods import RunReport
 from .options import DenoiseOptions
-from .runtime import CancelEvent, Estimate, ProgressCallback
+from .runtime import CancelEvent, Estimate, ProgressCallback, check_cancel
 
 
 def denoise_file(input_path, output_path, options: DenoiseOptions = DenoiseOptions(), *,
@@ -59,6 +59,7 @@ def denoise_file(input_path, output_path, options: DenoiseOptions = DenoiseOptio
             on_estimate(estimated)
         result, run_report = denoise(volume, options, progress=progress, cancel=cancel,
                                      estimated=estimated)
+        check_cancel(cancel)  # the last moment to stop with nothing written
         if as_dicom:
             write_derived_series(result, output_path, source_tags(input_path),
                                  *derived_descriptions(run_report))

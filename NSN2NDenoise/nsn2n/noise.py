@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from .filters import dct_basis, gaussian_lowpass, split_bands
+from .runtime import CancelEvent, check_cancel
 
 
 # The median of |x| for Gaussian x is 0.6745 standard deviations (the normal's 75th
@@ -154,7 +155,7 @@ def _gradient_magnitude(images: torch.Tensor) -> torch.Tensor:
 
 
 def estimate_noise(stack: np.ndarray, band_scales: Sequence[float], magnitude: bool = False,
-                   patch: int = 8) -> NoiseEstimate:
+                   patch: int = 8, cancel: Optional[CancelEvent] = None) -> NoiseEstimate:
     """The noise of ``stack`` ``(D, H, W)``, slice axis first, noise independent across
     slices.
 
@@ -180,7 +181,9 @@ def estimate_noise(stack: np.ndarray, band_scales: Sequence[float], magnitude: b
     rows = np.concatenate([centres + offset for offset in range(-reach, reach + 1)])
     x = torch.from_numpy(np.ascontiguousarray(stack[rows], dtype=np.float32))
     x = x.reshape(2 * reach + 1, len(centres), height, width)
+    check_cancel(cancel)  # between the steps that take a second each on 512 px slices
     smooth = gaussian_lowpass(x.reshape(-1, height, width), FLATNESS_SIGMA).reshape(x.shape)
+    check_cancel(cancel)
     tissue = smooth > otsu_threshold(smooth[:, :: max(1, len(centres) // 8)])  # tissue_mask
     before, centre, after = x[reach - 1], x[reach], x[reach + 1]
     second = after - 2 * centre + before
@@ -190,6 +193,7 @@ def estimate_noise(stack: np.ndarray, band_scales: Sequence[float], magnitude: b
     if not bool(live.any()):
         return NoiseEstimate(0.0, torch.zeros(patch, patch), (0.0,) * (len(band_scales) + 1),
                              0.0)
+    check_cancel(cancel)
     near = smooth[reach - 1:reach + 2]
     score = _flatness(near[2] - 2 * near[1] + near[0],
                       near[0], 2 * near[1], near[2], live=live)
@@ -198,6 +202,7 @@ def estimate_noise(stack: np.ndarray, band_scales: Sequence[float], magnitude: b
     slices_sigma = robust_std(second[flat], centre=True) / np.sqrt(6.0)
     air = _air_sigma(x, second, tissue) if magnitude else None
     sigma = min(slices_sigma, AIR_FACTOR * air) if air else slices_sigma
+    check_cancel(cancel)
     far = (score if reach == 1 else
            _flatness(smooth[-1] - smooth[0], smooth[0], smooth[-1], live=live))
     spectrum = _spectrum(second, far, live, sigma, patch)

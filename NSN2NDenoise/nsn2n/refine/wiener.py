@@ -114,6 +114,7 @@ def empirical_wiener(noisy: np.ndarray, pilot: np.ndarray,
         noisy_slab, pilot_slab = slab(noisy, z), slab(pilot, z, pilot_tail)
         # A band of patch rows at a time bounds the temporaries.
         for top in range(0, plane[0] - py + 1, sy * band):
+            check_cancel(cancel)
             rows = min(plane[0] - top, (band - 1) * sy + py)
             data = torch.einsum("az,by,cx,...zyx->...abc", cz, cy, cx,
                                 patches(noisy_slab[:, top:top + rows]))

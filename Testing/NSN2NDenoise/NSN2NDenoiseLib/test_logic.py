@@ -343,3 +343,32 @@ def test_device_choices_survive_a_torch_that_fails_to_load(monkeypatch):
 
     monkeypatch.setattr(builtins, "__import__", broken)
     assert NSN2NDenoiseLogic.deviceChoices() == [("auto", "Automatic"), ("cpu", "CPU")]
+
+
+def test_the_panel_and_a_batch_on_the_same_input_at_once(scene, tmp_path):
+    """The panel's run works on its own copy of the voxels; a batch reads the file; the
+    input is never written by either, and both results are whole."""
+    import hashlib
+    import subprocess
+    import sys
+
+    from nsn2n.volume import read_volume
+    from Testing.helpers import write_ct
+
+    source = write_ct(tmp_path / "in" / "ct.nrrd", 0)
+    digest = hashlib.sha256(source.read_bytes()).hexdigest()
+    node = add_volume(scene, read_volume(source).array)
+    logic = NSN2NDenoiseLogic()
+    outcome = run_async(logic, node, **FAST)
+    batch = subprocess.Popen([sys.executable, "-m", "nsn2n", "batch", str(source.parent),
+                              str(tmp_path / "out"), "--steps", "6", "--device", "cpu",
+                              "--workers", "1", "--progress", "none"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    poll_until_done(logic)
+    _, stderr = batch.communicate(timeout=300)
+    assert batch.returncode == 0, stderr
+    assert "node" in outcome, outcome
+    result = slicer.util.arrayFromVolume(outcome["node"])
+    assert result.shape == read_volume(source).array.shape and np.isfinite(result).all()
+    assert read_volume(tmp_path / "out" / "ct.nrrd").array.shape == result.shape
+    assert hashlib.sha256(source.read_bytes()).hexdigest() == digest

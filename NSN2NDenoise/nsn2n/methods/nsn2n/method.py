@@ -127,11 +127,12 @@ def fit_predict(slices: np.ndarray, config: NSN2NConfig,
     if progress is not None:
         progress(Progress("prepare", 0, 1, float("nan"), 0.0, float("nan")))
     with stopwatch("noise"):
-        noise = estimate_noise(slices, BAND_SCALES, magnitude)
+        noise = estimate_noise(slices, BAND_SCALES, magnitude, cancel=cancel)
     volume = torch.from_numpy(np.ascontiguousarray(slices, dtype=np.float32))
     with stopwatch("mask"):
         if config.use_mask:
-            mask = pair_weights(volume, config.tau, config.lowpass_sigma, config.tau_cap)
+            mask = pair_weights(volume, config.tau, config.lowpass_sigma, config.tau_cap,
+                                cancel=cancel)
             weights, tau, matched = mask.weights, mask.tau, mask.matched_fraction
         else:
             weights = torch.ones((depth - 1, height, width), dtype=torch.bool)
@@ -232,6 +233,7 @@ def back_off(slices: np.ndarray, denoised: np.ndarray, noise: NoiseEstimate,
     the guard again with half the factor, so that more of what stands out comes back (at
     most :data:`MAX_BACKOFFS` times).  Returns the output, its last check and how many
     times it backed off."""
+    check_cancel(cancel)
     check = method_noise(slices, denoised, noise.sigma)
     factor, backoffs = config.guard_factor, 0
     while check.removed_anatomy() and factor > 0 and backoffs < MAX_BACKOFFS:
@@ -241,6 +243,7 @@ def back_off(slices: np.ndarray, denoised: np.ndarray, noise: NoiseEstimate,
                  "guard factor %.2f", check.ratio, check.structure, factor)
         denoised, _ = residual_guard(slices, denoised, factor, inplace=True, cancel=cancel,
                                      noise_std=noise.bands)
+        check_cancel(cancel)
         check = method_noise(slices, denoised, noise.sigma)
     return denoised, check, backoffs
 

@@ -19,6 +19,7 @@ import torch
 
 from ...filters import gaussian_lowpass
 from ...noise import half_normal_std
+from ...runtime import CancelEvent, check_cancel
 from ...symmetry import dihedral
 
 
@@ -31,7 +32,8 @@ class PairWeights(NamedTuple):
 
 
 def pair_weights(slices: torch.Tensor, tau: float, lowpass_sigma: float,
-                 cap: Optional[float] = 2.0, chunk: int = 32) -> PairWeights:
+                 cap: Optional[float] = 2.0, chunk: int = 32,
+                 cancel: Optional[CancelEvent] = None) -> PairWeights:
     """Hard mask ``W_k = 1[|LPF(x_k) - LPF(x_{k+1})| <= tau]`` on the normalized scale.
 
     ``tau`` is on the normalized [0, 1] intensity scale.  It is raised to the noise floor,
@@ -52,12 +54,14 @@ def pair_weights(slices: torch.Tensor, tau: float, lowpass_sigma: float,
     residuals = torch.empty((depth - 1,) + tuple(slices.shape[1:]), dtype=torch.float32)
     previous = None
     for start in range(0, depth, chunk):
+        check_cancel(cancel)
         low = gaussian_lowpass(slices[start:start + chunk].float(), lowpass_sigma)
         if previous is not None:
             residuals[start - 1] = (low[0] - previous).abs()
         if low.shape[0] > 1:
             residuals[start:start + low.shape[0] - 1] = (low[1:] - low[:-1]).abs()
         previous = low[-1]
+    check_cancel(cancel)
     noise_floor = 3.0 * half_normal_std(residuals)
     used_tau = max(float(tau), noise_floor)
     if cap is not None:
