@@ -72,7 +72,8 @@ def labels():
 
 def extremes():
     int32 = np.iinfo(np.int32)
-    return np.where(anatomy() > 200, int32.max, int32.min + 1000 * anatomy()).astype(np.int32)
+    offsets = (1000 * np.abs(anatomy())).astype(np.int64)
+    return np.where(anatomy() > 200, int32.max, int32.min + offsets).astype(np.int32)
 
 
 SHEARED = (1.0, 0.5, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)

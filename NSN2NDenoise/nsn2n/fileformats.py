@@ -73,6 +73,8 @@ def check_file(path: Path) -> None:
     if size == 0:
         raise InputError(f"input is empty (0 bytes): {path}")
     named, held = format_of_name(path), format_of_content(path)
+    if held == "DICOM" and named is None:
+        return  # DICOM files often have no extension; GDCM knows them by their content
     if held is not None and held != named:
         raise InputError(f"{path} holds a {held} image but its name ends in "
                          f"{suffix_of(path) or 'no extension'}; rename it to end in "

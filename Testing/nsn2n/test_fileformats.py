@@ -24,10 +24,12 @@ def test_the_content_says_the_format_the_name_says(tmp_path, name, format):
     check_file(path)
 
 
-def test_a_dicom_file_is_known_by_its_preamble(tmp_path):
+def test_a_dicom_file_is_known_by_its_preamble_and_needs_no_extension(tmp_path):
     path = tmp_path / "x.dcm"
     path.write_bytes(b"\0" * 128 + b"DICM" + b"\0" * 300)
     assert format_of_content(path) == "DICOM"
+    check_file(path)
+    check_file(path.rename(tmp_path / "IM00001"))  # as scanners export them
 
 
 @pytest.mark.parametrize("real, named, hint", [("a.nii.gz", "a.nrrd", ".nii.gz"),
