@@ -168,7 +168,7 @@ def assert_denoised_like(source, output):
 @pytest.mark.parametrize("case", list(FILE_CASES))
 def test_library(tmp_path, case):
     make, message = FILE_CASES[case]
-    source = make(_folder(tmp_path / "in"))
+    source = make(tmp_path / "in")
     before = digest(source)
     out = outcome_folder(tmp_path) / "out.nrrd"
     if message is OK:
@@ -186,7 +186,7 @@ def test_library(tmp_path, case):
 @pytest.mark.parametrize("case", list(FILE_CASES))
 def test_command(tmp_path, case, capfd):
     make, message = FILE_CASES[case]
-    source = make(_folder(tmp_path / "in"))
+    source = make(tmp_path / "in")
     before = digest(source)
     out = outcome_folder(tmp_path) / "sortie débruitée.nii.gz"
     code = main(["denoise", str(source), str(out)] + COMMAND_OPTIONS)
@@ -202,11 +202,6 @@ def test_command(tmp_path, case, capfd):
         assert code == EXIT_BAD_INPUT and len(lines) == 1 and expected in lines[0], err
         assert list(out.parent.iterdir()) == []
     assert digest(source) == before
-
-
-def _folder(path):
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 # The voxel and geometry cases as nodes (what Slicer has loaded): (array, IJK-to-RAS
@@ -289,7 +284,7 @@ def fail_midway(monkeypatch, error):
 ])
 def test_a_full_disk_is_one_line_and_leaves_nothing(tmp_path, monkeypatch, capfd, error,
                                                     reason):
-    source = saved(_folder(tmp_path / "in"), "a.nrrd", image(anatomy()))
+    source = saved(tmp_path / "in", "a.nrrd", image(anatomy()))
     out = outcome_folder(tmp_path) / "out.nrrd"
     fail_midway(monkeypatch, error)
     with pytest.raises(OutputError, match=reason):
@@ -302,7 +297,7 @@ def test_a_full_disk_is_one_line_and_leaves_nothing(tmp_path, monkeypatch, capfd
 
 
 def test_an_output_folder_removed_during_the_run_is_one_line(tmp_path, monkeypatch, capfd):
-    source = saved(_folder(tmp_path / "in"), "a.nrrd", image(anatomy()))
+    source = saved(tmp_path / "in", "a.nrrd", image(anatomy()))
     folder = outcome_folder(tmp_path)
     real = nsn2n.pipeline.denoise
 
@@ -320,7 +315,7 @@ def test_an_output_folder_removed_during_the_run_is_one_line(tmp_path, monkeypat
 
 def test_an_unexpected_error_is_one_line_unless_the_traceback_is_asked_for(
         tmp_path, monkeypatch, capfd):
-    source = saved(_folder(tmp_path / "in"), "a.nrrd", image(anatomy()))
+    source = saved(tmp_path / "in", "a.nrrd", image(anatomy()))
     out = tmp_path / "out.nrrd"
 
     def broken(*args, **kwargs):

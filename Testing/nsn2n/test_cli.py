@@ -260,19 +260,25 @@ def test_options_survive_the_trip_through_the_command_line(options):
     assert options_from(parsed) == chosen
 
 
+def started_until(source, out, steps: int, phase: str) -> subprocess.Popen:
+    """``nsn2n denoise`` in a child process, once its progress has reached ``phase``."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    process = subprocess.Popen([sys.executable, "-m", "nsn2n", "denoise", str(source),
+                                str(out), "--steps", str(steps), "--device", "cpu",
+                                "--progress", "json"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env=env)
+    for line in process.stdout:
+        if f'"{phase}"' in line:
+            break
+    return process
+
+
 def test_a_sigterm_ends_the_command_as_a_cancel_with_nothing_written(tmp_path, ct_file):
     import signal
     import time
 
     out = tmp_path / "out.nrrd"
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
-    process = subprocess.Popen([sys.executable, "-m", "nsn2n", "denoise", str(ct_file),
-                                str(out), "--steps", "100000", "--device", "cpu",
-                                "--progress", "json"], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, env=env)
-    for line in process.stdout:  # wait until it trains
-        if '"train"' in line:
-            break
+    process = started_until(ct_file, out, 100000, "train")
     asked = time.monotonic()
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=30)
@@ -288,14 +294,7 @@ def test_a_killed_command_leaves_no_output_in_any_phase(tmp_path, ct_file, phase
     import signal
 
     out = tmp_path / "out.nrrd"
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
-    process = subprocess.Popen([sys.executable, "-m", "nsn2n", "denoise", str(ct_file),
-                                str(out), "--steps", "300", "--device", "cpu",
-                                "--progress", "json"], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, env=env)
-    for line in process.stdout:
-        if f'"{phase}"' in line:
-            break
+    process = started_until(ct_file, out, 300, phase)
     process.send_signal(signal.SIGKILL)  # no cleanup at all: a crash, a power cut
     process.communicate(timeout=30)
     assert process.returncode == -signal.SIGKILL
