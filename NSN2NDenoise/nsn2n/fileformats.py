@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import os
+import shutil
 import struct
 import sys
 import tempfile
@@ -122,6 +123,30 @@ def _scan_nifti(path: Path):
                 bad += int(values.size - np.count_nonzero(np.isfinite(values)))
             found += len(chunk)
     return expected, found, bad
+
+
+@contextlib.contextmanager
+def readable_name(path: Path) -> Iterator[Path]:
+    """A name under which SimpleITK reads ``path``'s own voxels.
+
+    For ``NAME.nii.gz`` the NIfTI library takes the header from the file it is given but
+    looks for the voxel data in ``NAME.nii`` first (ITK 5.4, ``nifti_findimgname``), so a
+    ``NAME.nii`` beside it is read in its place without a word: a folder holding both
+    (after ``gzip -k``, or an earlier export) would have the wrong scan denoised.  Such a
+    file is read through a link, or a copy where links are not allowed, in a private
+    temporary folder that is removed afterwards.
+    """
+    path = Path(path)
+    if suffix_of(path) != ".nii.gz" or not path.with_name(path.name[:-3]).exists():
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix="nsn2n-") as folder:
+        alias = Path(folder) / "volume.nii.gz"
+        try:
+            os.symlink(path.resolve(), alias)
+        except OSError:  # Windows without the symlink privilege
+            shutil.copyfile(path, alias)
+        yield alias
 
 
 @contextlib.contextmanager

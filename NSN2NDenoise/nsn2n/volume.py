@@ -22,7 +22,8 @@ from typing import Callable, Iterator, Optional, Tuple, Union
 import numpy as np
 
 from .errors import Cancelled, InputError, OutputError
-from .fileformats import check_file, check_nifti_data, native_messages_held, suffix_of
+from .fileformats import (check_file, check_nifti_data, native_messages_held, readable_name,
+                          suffix_of)
 
 READ_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd", ".dcm")
 WRITE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
@@ -95,14 +96,15 @@ def read_volume(path) -> Volume:
             if path.is_dir():
                 image, modality = _read_dicom_series(path)
             else:
-                reader = sitk.ImageFileReader()
-                reader.SetFileName(str(path))
-                reader.ReadImageInformation()
-                _check_header(reader.GetDimension(), reader.GetSize(),
-                              reader.GetNumberOfComponents(), path)
-                if suffix_of(path) in (".nii", ".nii.gz"):
-                    check_nifti_data(path)
-                image = reader.Execute()
+                with readable_name(path) as name:
+                    reader = sitk.ImageFileReader()
+                    reader.SetFileName(str(name))
+                    reader.ReadImageInformation()
+                    _check_header(reader.GetDimension(), reader.GetSize(),
+                                  reader.GetNumberOfComponents(), path)
+                    if suffix_of(path) in (".nii", ".nii.gz"):
+                        check_nifti_data(path)
+                    image = reader.Execute()
                 if reader.HasMetaDataKey("0008|0060"):
                     modality = reader.GetMetaData("0008|0060").strip() or None
     except InputError:

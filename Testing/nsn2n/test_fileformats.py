@@ -6,7 +6,8 @@ import SimpleITK as sitk
 
 from nsn2n.errors import InputError
 from nsn2n.fileformats import (check_file, check_nifti_data, format_of_content,
-                               format_of_name, native_messages_held)
+                               format_of_name, native_messages_held, readable_name)
+from nsn2n.volume import read_volume
 
 
 def written(path, array=None):
@@ -75,3 +76,22 @@ def test_what_libraries_print_to_standard_error_is_held(capfd):
     assert held == ["** ERROR: nifti_convert_nhdr2nim: bad dim[0]"]
     os.write(2, b"after\n")
     assert capfd.readouterr().err == "after\n"
+
+
+@pytest.mark.parametrize("links", [True, False])
+def test_a_compressed_nifti_beside_an_uncompressed_one_gives_its_own_voxels(
+        tmp_path, monkeypatch, links):
+    # ITK's NIfTI reader takes NAME.nii.gz's voxels from NAME.nii when both exist
+    plain, packed = np.arange(24.0).reshape(2, 3, 4), -np.arange(24.0).reshape(2, 3, 4)
+    sitk.WriteImage(sitk.GetImageFromArray(plain), str(tmp_path / "scan.nii"))
+    sitk.WriteImage(sitk.GetImageFromArray(packed), str(tmp_path / "scan.nii.gz"))
+    if not links:  # as on Windows without the symlink privilege: a copy is read
+        monkeypatch.setattr(os, "symlink", lambda *a: (_ for _ in ()).throw(OSError()))
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr("tempfile.tempdir", None)
+    assert np.array_equal(read_volume(tmp_path / "scan.nii.gz").array, packed)
+    assert np.array_equal(read_volume(tmp_path / "scan.nii").array, plain)
+    assert list((tmp_path / "tmp").iterdir()) == []  # the link or copy is gone
+    with readable_name(tmp_path / "scan.nii") as name:  # nothing to work around
+        assert name == tmp_path / "scan.nii"
