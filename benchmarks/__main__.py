@@ -24,6 +24,8 @@ EPILOG = """examples:
   python -m benchmarks transfer           # a saved network fine-tuned vs from scratch
   python -m benchmarks cancel             # how fast a cancel stops a run on 512 px slices
   python -m benchmarks ultrasound         # Speckle2Self, simulated speckle and real files
+  python -m benchmarks gpu                # a CUDA GPU against its machine's CPU, real sets
+  python -m benchmarks gpu --pack real.npz   # the real sets as arrays, for a GPU machine
   python -m benchmarks pretrain-speckle2self FILE   # remake the shipped weights
 """
 
@@ -100,6 +102,12 @@ def build_parser() -> argparse.ArgumentParser:
     cancel.add_argument("--shape", default="512x512x24", help="x, y, z of the CT-like volume")
     cancel.add_argument("--preset", default="balanced")
     cancel.add_argument("--points", type=int, default=12, help="cancels spread over a run")
+    gpu = command("gpu", "the product on a CUDA GPU against the same machine's CPU: real "
+                  "sets, series, 512 px CT-like volumes")
+    gpu.add_argument("--data", default=None, help="folder of the real sets")
+    gpu.add_argument("--arrays", help="the real sets packed by --pack (no SimpleITK needed)")
+    gpu.add_argument("--pack", metavar="FILE", help="only pack the real sets into FILE")
+    gpu.add_argument("--presets", default="fast,balanced,best")
     ultrasound = command("ultrasound", "Speckle2Self on simulated speckle and real files")
     ultrasound.add_argument("--cases", default="us-fine,us-coarse")
     ultrasound.add_argument("--preset", default="balanced")
@@ -135,6 +143,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         from .speed import child as run
     elif args.kind == "cancel":
         from .cancel import run
+    elif args.kind == "gpu":
+        from .gpu import run
     elif args.kind == "ultrasound":
         from .ultrasound import run
     else:
