@@ -40,7 +40,8 @@ DONE, FAILED, SKIPPED = "done", "failed", "skipped"
 DICOM_SUFFIX = ".dcm"
 # Manifest columns besides input and output: DenoiseOptions fields, with the type a CSV
 # cell is read as (strings otherwise).
-_NUMBERS = {"steps": int, "seed": int, "series_stride": int, "max_minutes": float}
+_NUMBERS = {"steps": int, "seed": int, "series_stride": int, "max_minutes": float,
+            "noise_sigma": float}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -106,6 +106,9 @@ def _add_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help="start from this network (a .pt file saved by "
                         "--save-model from a volume of the same protocol) and fine-tune it: "
                         "a quarter of the preset's steps unless --steps says otherwise")
+    parser.add_argument("--noise-sigma", type=float,
+                        help="nsn2n: the noise's standard deviation in the image's units, "
+                        "when known (from a repeat or a noise scan); default: estimated")
     parser.add_argument("--bias-correction", default="auto", nargs="?", const="on",
                         choices=tuple(BIAS_CORRECTION),
                         help="the Rician bias correction of magnitude MRI: auto (MR with a "

@@ -50,6 +50,9 @@ class DenoiseOptions:
     # fine-tune it (checkpoint.py); write the trained network to ``save_model``.
     model: Optional[str] = None
     save_model: Optional[str] = None
+    # NS-N2N: the noise's standard deviation in the input's units, when the user knows it
+    # (from a repeat or a noise scan); None: estimated from the volume.
+    noise_sigma: Optional[float] = None
 
     def __post_init__(self):
         axis = self.slice_axis
@@ -85,6 +88,10 @@ class DenoiseOptions:
              f"series stride must be a whole number >= 1, not {self.series_stride!r}"),
             (self.modality is None or str(self.modality).upper() in MODALITIES + ("MRI",),
              f"unknown modality {self.modality!r}; use one of " + ", ".join(MODALITIES)),
+            (self.noise_sigma is None or (isinstance(self.noise_sigma, (int, float))
+                                          and not isinstance(self.noise_sigma, bool)
+                                          and 0 < self.noise_sigma < float("inf")),
+             f"noise sigma must be a number > 0, not {self.noise_sigma!r}"),
             (all(path is None or (isinstance(path, str) and path.lower().endswith(".pt"))
                  for path in (self.model, self.save_model)),
              "a saved network is a .pt file"),

@@ -134,6 +134,9 @@ def denoise(volume: Volume, options: DenoiseOptions = DenoiseOptions(),
         if (options.model or options.save_model) and method.name != "nsn2n":
             raise InputError(f"a saved network (--model, --save-model) is an nsn2n "
                              f"network; this volume runs the {method.name} method")
+        if options.noise_sigma is not None and method.name != "nsn2n":
+            raise InputError(f"--noise-sigma is used by the nsn2n method; this volume runs "
+                             f"the {method.name} method, which measures its own")
         config = config_for(method, options)
         if options.max_seconds is not None:  # a budget for the run, not for training only
             planned = estimated or estimate(volume, options)

@@ -52,14 +52,15 @@ def test_a_folder_of_dicom_files_is_one_series_case(tmp_path):
 def test_a_manifest_gives_per_case_options_and_is_checked_before_anything_runs(cohort,
                                                                               tmp_path):
     manifest = cohort / "cases.csv"
-    manifest.write_text("input,output,preset,steps,seed\n"
-                        "a.nrrd,,fast,,\n"
-                        "site2/b.nii.gz,renamed/b.nrrd,,6,9\n", encoding="utf-8")
+    manifest.write_text("input,output,preset,steps,seed,noise_sigma\n"
+                        "a.nrrd,,fast,,,\n"
+                        "site2/b.nii.gz,renamed/b.nrrd,,6,9,12.5\n", encoding="utf-8")
     first, second = cases_from_manifest(manifest, tmp_path / "out", QUICK)
     assert first.output == tmp_path / "out" / "a.nrrd" and first.options.preset == "fast"
     assert first.options.steps == 4 and first.options.seed == 3  # the command's
     assert second.output == tmp_path / "out" / "renamed" / "b.nrrd"
     assert (second.options.steps, second.options.seed) == (6, 9)
+    assert first.options.noise_sigma is None and second.options.noise_sigma == 12.5
     bad = {"input,colour\na.nrrd,red\n": "unknown: colour",
            "output\nx.nrrd\n": "needs an 'input' column",
            "input,steps\na.nrrd,many\n": "line 2: steps must be a number",

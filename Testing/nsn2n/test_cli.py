@@ -246,7 +246,7 @@ def test_a_4d_series_is_denoised_whole(tmp_path, capsys):
     dict(),
     dict(method="nsn2n", preset="best", steps=12, max_minutes=2.5, seed=7, device="cpu",
          precision="fp32", slice_axis=1, modality="CT", bias_correction=False,
-         series_stride=2),
+         series_stride=2, noise_sigma=12.5),
     dict(bias_correction=True, slice_axis="auto", modality="US", method="speckle2self"),
 ])
 def test_options_survive_the_trip_through_the_command_line(options):

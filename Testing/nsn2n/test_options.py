@@ -43,6 +43,12 @@ def test_importing_the_options_does_not_import_torch():
     (dict(device="toaster"), "device"),
     (dict(modality="PET"), "modality"),
     (dict(bias_correction="maybe"), "bias correction"),
+    (dict(noise_sigma=0), "noise sigma"),
+    (dict(noise_sigma=-2.0), "noise sigma"),
+    (dict(noise_sigma=float("inf")), "noise sigma"),
+    (dict(noise_sigma=float("nan")), "noise sigma"),
+    (dict(noise_sigma="8"), "noise sigma"),
+    (dict(noise_sigma=True), "noise sigma"),
 ])
 def test_bad_options_are_input_errors(options, message):
     with pytest.raises(InputError, match=message):

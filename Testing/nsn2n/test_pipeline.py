@@ -143,6 +143,18 @@ def test_single_2d_image_and_explicit_method():
         denoise(volume, DenoiseOptions(method="nsn2n", **SPECKLE_FAST))
 
 
+def test_a_noise_level_the_user_gives_is_the_one_used(phantom):
+    volume = Volume(ct_like(phantom), Geometry.identity((0.8, 0.8, 2.5)))
+    _, report = denoise(volume, DenoiseOptions(steps=5, noise_sigma=25.0))
+    assert report.noise_sigma == pytest.approx(25.0, rel=1e-4)
+    _, estimated = denoise(volume, DenoiseOptions(steps=5))
+    assert estimated.noise_sigma == pytest.approx(40, rel=0.2)  # what ct_like added
+    ultrasound = Volume(np.random.default_rng(0).random((3, 32, 32)).astype(np.float32),
+                        Geometry.identity(), "US")
+    with pytest.raises(InputError, match="noise-sigma is used by the nsn2n method"):
+        denoise(ultrasound, DenoiseOptions(noise_sigma=3.0, **SPECKLE_FAST))
+
+
 def test_estimate_follows_the_method():
     volume = Volume(np.random.default_rng(0).random((2, 32, 32)).astype(np.float32),
                     Geometry.identity(), "US")

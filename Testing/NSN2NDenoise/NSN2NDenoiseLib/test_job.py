@@ -20,7 +20,8 @@ FAST = DenoiseOptions(steps=4, seed=0, device="cpu")
 def tiny_volume(slices=5):
     rng = np.random.default_rng(0)
     array = (100 + 10 * rng.standard_normal((slices, 32, 32))).astype(np.float32)
-    return Volume(array, Geometry((1.0, 1.0, 3.0), (0.0, 0.0, 0.0),
+    # slices not thick: a thick-slice MR volume without air is left as it is (no training)
+    return Volume(array, Geometry((1.0, 1.0, 1.2), (0.0, 0.0, 0.0),
                                   (1, 0, 0, 0, 1, 0, 0, 0, 1)), "MR")
 
 

@@ -209,7 +209,9 @@ def test_what_the_slicer_self_test_checks_holds_on_its_sample(scene):
 
     path = (Path(__file__).resolve().parents[3] / "NSN2NDenoise" / "Resources" / "Samples"
             / "mni152_t1_rician5_small.nrrd")
-    node = add_volume(scene, sitk.GetArrayFromImage(sitk.ReadImage(str(path))), name="sample")
+    image = sitk.ReadImage(str(path))
+    node = add_volume(scene, sitk.GetArrayFromImage(image), name="sample")
+    node.SetSpacing(*image.GetSpacing())  # as slicer.util.loadVolume gives it: 1 mm
     out = NSN2NDenoiseLogic().process(node, steps=30, device="cpu", seed=0)
     before, after = slicer.util.arrayFromVolume(node), slicer.util.arrayFromVolume(out)
     assert after.shape == before.shape and after.dtype == before.dtype

@@ -38,7 +38,7 @@ from ...errors import InputError
 from ...inference import predict_volume
 from ...metrics import MethodNoise, method_noise
 from ...nets import MeanOf, UNet2d
-from ...noise import NoiseEstimate, estimate_noise, rician_background_sigma
+from ...noise import NoiseEstimate, band_stds, estimate_noise, rician_background_sigma
 from ...options import DenoiseOptions
 from ...refine.guard import BAND_SCALES, residual_guard
 from ...refine.nonlocal_means import guided_nonlocal_means
@@ -71,6 +71,9 @@ class NSN2NReport(RunReport):
     # The noise the run used: standard deviation on the anatomy, in the input's units
     # (noise.estimate_noise), before the Rician correction.
     noise_sigma: float = float("nan")
+    # The thermal noise measured in background air (magnitude MRI), in the input's units;
+    # None where there is no usable air: then sigma rests on the slices alone.
+    air_sigma: Optional[float] = None
     # The method-noise check (metrics.method_noise) of the output: the residual's rms (the
     # input's units), its ratio to noise_sigma, the share of it shaped like the output's
     # edges; how often the guard backed off; a warning when the check still failed.
@@ -102,7 +105,8 @@ def fit_predict(slices: np.ndarray, config: NSN2NConfig,
                 reference: Optional[np.ndarray] = None,
                 magnitude: bool = False, stopwatch: Optional[Stopwatch] = None,
                 initial: Optional[Dict[str, torch.Tensor]] = None,
-                trained: Optional[Callable[[torch.nn.Module], None]] = None
+                trained: Optional[Callable[[torch.nn.Module], None]] = None,
+                noise_sigma: Optional[float] = None, needs_air: bool = False
                 ) -> Tuple[np.ndarray, NSN2NReport]:
     """Train on ``slices`` (float32, normalised, slice axis first) and denoise them.
 
@@ -112,6 +116,10 @@ def fit_predict(slices: np.ndarray, config: NSN2NConfig,
     ``stopwatch`` collects the seconds of each phase (also in the report, rounded).
     ``initial``: weights to start from (a network trained on another volume, fine-tuned
     here) instead of a seeded initialisation; ``trained`` gets the network that denoises.
+    ``noise_sigma``: the noise level the user gave (on the normalised scale); the estimate
+    then contributes only its spectrum's shape.  ``needs_air``: the estimate can be trusted
+    only if air confirms it (:func:`unconfirmable`); without usable air the stack is
+    returned as it is, untrained (``steps`` 0).
     """
     depth, height, width = slices.shape
     if depth < 3:
@@ -128,6 +136,15 @@ def fit_predict(slices: np.ndarray, config: NSN2NConfig,
         progress(Progress("prepare", 0, 1, float("nan"), 0.0, float("nan")))
     with stopwatch("noise"):
         noise = estimate_noise(slices, BAND_SCALES, magnitude, cancel=cancel)
+        if noise_sigma is not None:
+            noise = given_noise(noise, noise_sigma)
+    if needs_air and noise.air_sigma is None:
+        return slices.copy(), NSN2NReport(
+            method="nsn2n", device=str(device), steps=0, train_seconds=0.0,
+            total_seconds=round(time.perf_counter() - started, 2), recoveries=0,
+            final_loss=float("nan"), precision=precision_of(dtype),
+            phase_seconds=stopwatch.rounded(), noise_sigma=noise.sigma, residual_rms=0.0,
+            residual_to_noise=0.0, structure_in_residual=0.0)
     volume = torch.from_numpy(np.ascontiguousarray(slices, dtype=np.float32))
     with stopwatch("mask"):
         if config.use_mask:
@@ -211,6 +228,7 @@ def fit_predict(slices: np.ndarray, config: NSN2NConfig,
                          precision=precision_of(dtype), phase_seconds=stopwatch.rounded(),
                          matched_fraction=round(matched, 4), tau=round(tau, 4),
                          guard_returned=round(returned, 4), noise_sigma=noise.sigma,
+                         air_sigma=noise.air_sigma,
                          residual_rms=check.residual_rms,
                          residual_to_noise=round(check.ratio, 3),
                          structure_in_residual=round(check.structure, 3),
@@ -439,6 +457,48 @@ def estimate(shape: Tuple[int, int, int], config: NSN2NConfig) -> Estimate:
     return costs.estimate(shape, config)
 
 
+# Slices this much thicker than the pixels (or more) differ by anatomy that the cross-slice
+# estimate counts as noise: real 6 mm ASL over 3 mm pixels read 4.8x the repeats' noise
+# without its air, while 2 mm isotropic DWI read 0.91x.
+THICK_SLICES = 1.5
+UNCONFIRMED = ("left as it is: with no background air to check the noise level against "
+               "(masked or cropped) and slices {:.1f}x thicker than the pixels, anatomy can "
+               "pass for noise; give the noise level if it is known (--noise-sigma)")
+
+
+def given_noise(estimated: NoiseEstimate, sigma: float) -> NoiseEstimate:
+    """The noise the user gave: at ``sigma``, with the estimate's spectrum shape (white
+    where nothing could be measured)."""
+    if estimated.sigma > 0:
+        return estimated.at_sigma(sigma)
+    spectrum = torch.full(tuple(estimated.spectrum.shape), sigma ** 2)
+    return dataclasses.replace(estimated, sigma=sigma, spectrum=spectrum,
+                               bands=band_stds(spectrum, BAND_SCALES))
+
+
+def thickness_ratio(volume: Volume, axis: int) -> float:
+    """Slice spacing over the mean in-plane spacing, for slices along array ``axis``."""
+    spacing = list(reversed(volume.geometry.spacing))  # by array axis
+    in_plane = [s for index, s in enumerate(spacing) if index != axis]
+    return spacing[axis] / (sum(in_plane) / 2)
+
+
+def unconfirmable(volume: Volume, axis: int, magnitude: bool) -> bool:
+    """Whether the noise estimate of this volume must be confirmed by air to be used: a
+    magnitude MR volume of thick slices.  Its cross-slice estimate cannot tell anatomy
+    from noise: the real 6 mm ASL volume with its background masked read 4.7x the
+    repeats' noise, the run removed anatomy (2.1 dB further from the reference than the
+    input with `fast`, 3.2 dB with `balanced`), and the method-noise check, which measures
+    against that estimate, passed it.  Where the noise is right, such volumes gain little
+    (+0.02 dB on that volume with its air), so they are better left as they are."""
+    return magnitude and thickness_ratio(volume, axis) >= THICK_SLICES
+
+
+# How far the background's Rayleigh mode and the noise measured in air may disagree (the
+# MNI sample with Rician noise: 1.03).
+RAYLEIGH_AGREEMENT = 1.5
+
+
 def rician_sigma_for(slices: np.ndarray, modality: Optional[str],
                      requested: Optional[bool]) -> Optional[float]:
     """Sigma for the Rician bias correction, or None when it is not applied.
@@ -457,6 +517,17 @@ def rician_sigma_for(slices: np.ndarray, modality: Optional[str],
                              "values); turn it off for this volume")
         return None
     sigma = rician_background_sigma(slices)
+    if sigma is not None and not requested:
+        # A Rayleigh-like peak of the histogram is the background only if air is found
+        # away from the anatomy too, with the same noise: the rim of air that a generous
+        # mask leaves around a head, or dark tissue, gave such a peak at 2-6x the noise
+        # (real ASL and DWI masked by their head mask), and correcting with it darkened
+        # the anatomy (-0.4 dB on the ASL volume).
+        air = estimate_noise(slices, BAND_SCALES, magnitude=True).air_sigma
+        if air is None or not 1 / RAYLEIGH_AGREEMENT <= sigma / air <= RAYLEIGH_AGREEMENT:
+            log.info("no Rician bias correction: the histogram's background (%.3g) is not "
+                     "confirmed by air (%s)", sigma, "none" if air is None else f"{air:.3g}")
+            sigma = None
     if sigma is None and requested:
         sigma = estimate_noise(slices, BAND_SCALES, magnitude=True).sigma
     return sigma
@@ -514,24 +585,40 @@ class NSN2N:
         networks: List[torch.nn.Module] = []
         if options.save_model is not None and config.ensemble > 1:
             raise InputError("an ensemble of networks cannot be saved as one; use ensemble 1")
+        given = (None if options.noise_sigma is None
+                 else options.noise_sigma / normalization.scale)
+        needs_air = given is None and unconfirmable(volume, axis, magnitude)
         denoised, report = fit_predict(normalization.apply(slices), config, progress, cancel,
                                        reference, magnitude, initial=initial,
-                                       trained=networks.append)
+                                       trained=networks.append, noise_sigma=given,
+                                       needs_air=needs_air)
+        kept = needs_air and report.air_sigma is None
+        if options.save_model is not None and kept:
+            raise InputError(UNCONFIRMED.format(thickness_ratio(volume, axis)).replace(
+                "left as it is", "no network was trained") + " to save one")
         if options.save_model is not None:
             save_network(options.save_model, networks[0], config, {
                 "shape": list(array.shape), "slice_axis": axis, "modality": modality,
                 "normalization": dataclasses.asdict(normalization),
                 "noise_sigma": report.noise_sigma * normalization.scale,
                 "steps": report.steps, "seed": config.seed})
-        log.info("NS-N2N mask: %.1f %% of pixels matched (tau %.3f on the normalised scale)",
-                 100 * report.matched_fraction, report.tau)
-        log.info("Residual guard gave back %.1f %% of the removed energy",
-                 100 * report.guard_returned)
-        result = normalization.invert(denoised)
-        if correct_bias:
-            result = intensity.rician_bias_correct(result, sigma)
-        result = cast_like(np.moveaxis(result, 0, axis), array.dtype)
+        if kept:
+            result = array.copy()
+            correct_bias = False
+            sigma = None
+            report = dataclasses.replace(report, warning=UNCONFIRMED.format(
+                thickness_ratio(volume, axis)))
+        else:
+            log.info("NS-N2N mask: %.1f %% of pixels matched (tau %.3f on the normalised "
+                     "scale); the residual guard gave back %.1f %% of the removed energy",
+                     100 * report.matched_fraction, report.tau, 100 * report.guard_returned)
+            result = normalization.invert(denoised)
+            if correct_bias:
+                result = intensity.rician_bias_correct(result, sigma)
+            result = cast_like(np.moveaxis(result, 0, axis), array.dtype)
         report = dataclasses.replace(report, slice_axis=axis, modality=modality,
+                                     air_sigma=(None if report.air_sigma is None
+                                                else report.air_sigma * normalization.scale),
                                      bias_correction=correct_bias, rician_sigma=sigma,
                                      noise_sigma=report.noise_sigma * normalization.scale,
                                      residual_rms=report.residual_rms * normalization.scale)
