@@ -219,7 +219,9 @@ def run_case(case: Case, threads: Optional[int] = None,
         options = (case.options if device is None
                    else dataclasses.replace(case.options, device=device))
         with torch_threads(threads):
-            report = denoise_file(case.input, case.output, options, cancel=cancel)
+            # a file output is replaced by its new version; so is a derived series
+            report = denoise_file(case.input, case.output, options, cancel=cancel,
+                                  replace_derived=True)
         record.update(status=DONE, report=report.to_dict(), error=None)
     except (Cancelled, KeyboardInterrupt):
         raise

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import re
 import shutil
 import tempfile
 import uuid
@@ -56,16 +57,25 @@ def is_dicom_output(path) -> bool:
         return False
 
 
-def check_output_folder(path, input_path) -> Path:
+def is_derived_series(folder) -> bool:
+    """``folder`` holds a series :func:`write_derived_series` wrote, and nothing else."""
+    names = [entry.name for entry in Path(folder).iterdir()]
+    return bool(names) and all(re.fullmatch(r"IM\d{5}\.dcm", name) for name in names)
+
+
+def check_output_folder(path, input_path, replace_derived: bool = False) -> Path:
     """Validate a DICOM output folder before any work: a DICOM input (whose patient and
-    study it keeps), and a new or empty folder in a writable place."""
+    study it keeps), and a new or empty folder in a writable place; with
+    ``replace_derived`` (a batch re-running a case) also one holding only a series this
+    product wrote, which the new one replaces."""
     path = Path(path)
     if not Path(input_path).is_dir():
         raise InputError("DICOM output needs a DICOM series folder as input (its patient and "
                          "study are kept); write a file (.nii.gz, .nrrd, ...) instead")
     if path.resolve() == Path(input_path).resolve():
         raise InputError("OUTPUT is the input folder; the input is never overwritten")
-    if path.is_dir() and any(path.iterdir()):
+    if path.is_dir() and any(path.iterdir()) and not (replace_derived
+                                                      and is_derived_series(path)):
         raise InputError(f"output folder {path} is not empty; DICOM output needs a new or "
                          "empty folder")
     check_writable_folder(path)
@@ -129,7 +139,8 @@ def check_dicom_volume(volume: Volume, result: bool = True) -> None:
 def write_derived_series(volume: Volume, folder, source: Dict[str, str], description: str,
                          derivation: str) -> Path:
     """Write ``volume`` as a derived series of ``source`` (:func:`source_tags`) into the
-    new or empty ``folder``, atomically; return the folder."""
+    new or empty ``folder``, atomically, or in place of the derived series it holds
+    (checked by :func:`check_output_folder`); return the folder."""
     import SimpleITK as sitk
 
     folder = Path(folder)
@@ -143,6 +154,7 @@ def write_derived_series(volume: Volume, folder, source: Dict[str, str], descrip
                                                  direction[1], direction[4], direction[7]))
     with writing(folder):
         staging = Path(tempfile.mkdtemp(prefix=".nsn2n-", dir=folder.resolve().parent))
+        earlier = None
         try:
             writer = sitk.ImageFileWriter()
             writer.KeepOriginalImageUIDOn()  # the UIDs set here, not GDCM's own
@@ -156,9 +168,14 @@ def write_derived_series(volume: Volume, folder, source: Dict[str, str], descrip
                     piece.SetMetaData(key, value)
                 writer.SetFileName(str(staging / f"IM{k + 1:05d}.dcm"))
                 writer.Execute(piece)
-            if folder.is_dir():
+            if folder.is_dir() and any(folder.iterdir()):  # a derived series (checked)
+                earlier = Path(tempfile.mkdtemp(prefix=".nsn2n-", dir=folder.resolve().parent))
+                os.replace(folder, earlier / "series")
+            elif folder.is_dir():
                 folder.rmdir()  # empty (checked): replaced by the finished series
             os.replace(staging, folder)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+            if earlier is not None:
+                shutil.rmtree(earlier, ignore_errors=True)
     return folder

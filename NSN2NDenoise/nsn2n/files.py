@@ -21,12 +21,15 @@ from .runtime import CancelEvent, Estimate, ProgressCallback, check_cancel
 def denoise_file(input_path, output_path, options: DenoiseOptions = DenoiseOptions(), *,
                  preview=None, report=None, progress: Optional[ProgressCallback] = None,
                  cancel: Optional[CancelEvent] = None,
-                 on_estimate: Optional[Callable[[Estimate], None]] = None) -> RunReport:
+                 on_estimate: Optional[Callable[[Estimate], None]] = None,
+                 replace_derived: bool = False) -> RunReport:
     """Denoise ``input_path`` into ``output_path``; returns the run's report.
 
     ``preview``: also write a before/after PNG there; ``report``: the report as JSON there.
     ``on_estimate``: gets the time estimate before the run (a second or two to make); with
-    none, the estimate is made only when a time budget needs it.
+    none, the estimate is made only when a time budget needs it.  ``replace_derived``:
+    a DICOM output folder may hold the derived series an earlier run wrote (a batch
+    re-running a case with other options); it is replaced.
     """
     from .dicom import (check_dicom_volume, check_output_folder, is_dicom_output, source_tags,
                         write_derived_series)
@@ -39,7 +42,7 @@ def denoise_file(input_path, output_path, options: DenoiseOptions = DenoiseOptio
     validate(options)
     as_dicom = is_dicom_output(output_path)
     if as_dicom:
-        check_output_folder(output_path, input_path)
+        check_output_folder(output_path, input_path, replace_derived)
     else:
         check_output_path(output_path, input_path)
     if preview:

@@ -12,7 +12,7 @@ import pytest
 
 from nsn2n import batch
 from nsn2n.batch import (DONE, FAILED, Case, cases_from_folder, cases_from_manifest, is_done,
-                         pending, run_case, run_serial)
+                         pending, read_record, run_case, run_serial)
 from nsn2n.cli import EXIT_BAD_INPUT, EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, main
 from nsn2n.errors import InputError
 from nsn2n.options import DenoiseOptions
@@ -194,3 +194,32 @@ def test_sigterm_cancels_a_serial_batch_between_writes(cohort, tmp_path):
     assert process.returncode == EXIT_CANCELLED, err
     assert "run the same command again" in err
     assert not (out / "a.nrrd").exists() and not (out / "a.nrrd.nsn2n.json").exists()
+
+
+def test_a_dicom_case_run_again_with_other_options_replaces_its_derived_series(tmp_path,
+                                                                              phantom):
+    pydicom = pytest.importorskip("pydicom")
+    from Testing.nsn2n.test_dicom import write_source_series
+
+    hu = np.rint(phantom[:6] * 1200 - 1000).astype(np.int16)
+    (tmp_path / "in").mkdir()
+    source = write_source_series(tmp_path / "in" / "ct", hu)
+    out = tmp_path / "out"
+    case = cases_from_folder(tmp_path / "in", out, DenoiseOptions(steps=3, seed=3))[0]
+
+    def series_uid():
+        files = sorted((out / "ct").iterdir())
+        return {pydicom.dcmread(str(f)).SeriesInstanceUID for f in files}, len(files)
+
+    assert run_case(case, threads=1)["status"] == DONE
+    first, count = series_uid()
+    again = Case(source, case.output, DenoiseOptions(steps=4, seed=3), case.name)
+    assert run_case(again, threads=1)["status"] == DONE, read_record(again)["error"]
+    second, recount = series_uid()
+    assert len(second) == 1 and second != first and recount == count == 6
+    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []
+    (out / "ct" / "notes.txt").write_text("mine", encoding="utf-8")  # not only the series
+    record = run_case(Case(source, case.output, DenoiseOptions(steps=5, seed=3), case.name),
+                      threads=1)
+    assert record["status"] == FAILED and "not empty" in record["error"]
+    assert (out / "ct" / "notes.txt").read_text(encoding="utf-8") == "mine"
