@@ -25,7 +25,7 @@ from NSN2NDenoiseLib.viewing import setForegroundOpacity, showBeforeAfter
 from nsn2n.options import BIAS_CORRECTION, METHODS, PRESETS, SLICE_AXES
 
 README_URL = "https://github.com/NSN2NDenoise/SlicerNSN2NDenoise#readme"
-MAX_SEED, MAX_STEPS = 2 ** 31 - 1, 100000  # as the .ui's spin boxes
+MAX_SEED, MAX_STEPS, MAX_NOISE_SIGMA = 2 ** 31 - 1, 100000, 1e6  # as the .ui's spin boxes
 
 
 class NSN2NDenoise(ScriptedLoadableModule):
@@ -53,8 +53,7 @@ class NSN2NDenoiseParameterNode:
     inputVolume: Union[slicer.vtkMRMLScalarVolumeNode, slicer.vtkMRMLVectorVolumeNode,
                        slicer.vtkMRMLSequenceNode]
     outputVolume: slicer.vtkMRMLScalarVolumeNode
-    # The options' fields share DenoiseOptions' names (NSN2NDenoiseLib.logic.panel_options).
-    # "auto" picks the series method for a sequence of volumes.
+    # DenoiseOptions' names (logic.panel_options); "auto" picks series for a sequence.
     method: Annotated[str, Choice([m for m in METHODS if m != "series"])] = "auto"
     preset: Annotated[str, Choice(list(PRESETS))] = "balanced"
     # Without a range the GUI connector widens the spin boxes to +-2**31, losing the .ui's
@@ -63,6 +62,7 @@ class NSN2NDenoiseParameterNode:
     slice_axis: Annotated[str, Choice(list(SLICE_AXES))] = "auto"
     steps: Annotated[int, WithinRange(0, MAX_STEPS)] = 0  # 0: the preset's
     bias_correction: Annotated[str, Choice(list(BIAS_CORRECTION))] = "auto"
+    noise_sigma: Annotated[float, WithinRange(0.0, MAX_NOISE_SIGMA)] = 0.0  # 0: estimated
 
 
 class _ParameterNodeLogic(ScriptedLoadableModuleLogic):

@@ -16,16 +16,18 @@ from .nodes import volume_from_node, write_output
 from .sequences import is_sequence, volume_from_sequence, write_output_sequence
 
 # The parameter node's fields that are DenoiseOptions fields of the same name.
-PANEL_OPTIONS = ("method", "preset", "steps", "seed", "slice_axis", "bias_correction")
+PANEL_OPTIONS = ("method", "preset", "steps", "seed", "slice_axis", "bias_correction",
+                 "noise_sigma")
 
 
 def panel_options(parameters, device: Optional[str]):
-    """The options the panel's parameter node holds; its spin box shows 0 as "from preset"
-    (``steps`` None)."""
+    """The options the panel's parameter node holds; its spin boxes show 0 as "from preset"
+    (``steps`` None) and "estimate" (``noise_sigma`` None)."""
     from nsn2n.options import DenoiseOptions
 
     values = {name: getattr(parameters, name) for name in PANEL_OPTIONS}
     values["steps"] = values["steps"] or None
+    values["noise_sigma"] = values["noise_sigma"] or None
     return DenoiseOptions(device=device or "auto", **values)
 
 

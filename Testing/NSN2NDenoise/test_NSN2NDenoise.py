@@ -69,6 +69,20 @@ def test_integer_parameters_keep_the_limits_of_their_spin_boxes(module):
     assert ui_spin_box_range("seed")[0] == 0
 
 
+def test_the_noise_level_keeps_the_limits_of_its_spin_box(module):
+    import typing
+    import xml.etree.ElementTree as ET
+
+    hint = typing.get_type_hints(module.NSN2NDenoiseParameterNode,
+                                 include_extras=True)["noise_sigma"]
+    tree = ET.parse(Path(module.__file__).parent / "Resources" / "UI" / "NSN2NDenoise.ui")
+    box = next(w for w in tree.iter("widget") if w.get("name") == "noiseSigmaSpinBox")
+    maximum = float(box.find("property[@name='maximum']/double").text)
+    assert typing.get_args(hint)[0] is float
+    assert ("WithinRange", 0.0, maximum) in typing.get_args(hint)[1:]
+    assert box.find("property[@name='specialValueText']/string").text == "estimate"
+
+
 def test_the_input_selector_lists_the_node_types_the_parameter_takes(module):
     import typing
     import xml.etree.ElementTree as ET

@@ -91,7 +91,7 @@ def panel(module, monkeypatch, scene, ct_node):
         opacitySlider=types.SimpleNamespace(value=0.5))
     widget._parameterNode = types.SimpleNamespace(
         inputVolume=ct_node, outputVolume=None, method="auto", preset="fast", steps=4,
-        seed=0, slice_axis="auto", bias_correction="auto")
+        seed=0, slice_axis="auto", bias_correction="auto", noise_sigma=0.0)
     widget._updateButtons()
     return types.SimpleNamespace(widget=widget, dialogs=dialogs, shown=shown, scene=scene,
                                  input=ct_node)

@@ -190,12 +190,13 @@ def test_the_parameter_node_values_become_the_options_of_the_same_name():
     from nsn2n.options import DenoiseOptions
 
     parameters = types.SimpleNamespace(method="auto", preset="fast", seed=7, slice_axis="2",
-                                       steps=0, bias_correction="off")
+                                       steps=0, bias_correction="off", noise_sigma=0.0)
     assert panel_options(parameters, None) == DenoiseOptions(
         method="auto", preset="fast", seed=7, slice_axis=2, steps=None, bias_correction=False)
-    parameters.steps, parameters.bias_correction = 300, "on"
+    parameters.steps, parameters.bias_correction, parameters.noise_sigma = 300, "on", 8.4
     options = panel_options(parameters, "cuda:0")
     assert options.steps == 300 and options.bias_correction is True
+    assert options.noise_sigma == 8.4
     assert options.device == "cuda:0"
     assert set(PANEL_OPTIONS) <= {f.name for f in dataclasses.fields(DenoiseOptions)}
 

@@ -463,7 +463,8 @@ def estimate(shape: Tuple[int, int, int], config: NSN2NConfig) -> Estimate:
 THICK_SLICES = 1.5
 UNCONFIRMED = ("left as it is: with no background air to check the noise level against "
                "(masked or cropped) and slices {:.1f}x thicker than the pixels, anatomy can "
-               "pass for noise; give the noise level if it is known (--noise-sigma)")
+               "pass for noise; give the noise level if it is known (--noise-sigma, the panel's "
+               "Noise level)")
 
 
 def given_noise(estimated: NoiseEstimate, sigma: float) -> NoiseEstimate:
@@ -594,8 +595,9 @@ class NSN2N:
                                        needs_air=needs_air)
         kept = needs_air and report.air_sigma is None
         if options.save_model is not None and kept:
-            raise InputError(UNCONFIRMED.format(thickness_ratio(volume, axis)).replace(
-                "left as it is", "no network was trained") + " to save one")
+            raise InputError("no network was trained to save: the noise level of this "
+                             "thick-slice volume without background air cannot be checked; "
+                             "give it (--noise-sigma)")
         if options.save_model is not None:
             save_network(options.save_model, networks[0], config, {
                 "shape": list(array.shape), "slice_axis": axis, "modality": modality,
