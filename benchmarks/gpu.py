@@ -20,10 +20,12 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from .realdata import DEFAULT_FOLDER, SERIES_FILE, SETS, Scored
+from .realdata import (DEFAULT_FOLDER, SERIES_FILE, SERIES_REFERENCE, SERIES_REPEAT,
+                       SERIES_STRIDE, SERIES_TEST, SERIES_USED, SETS, Scored)
 from .report import machine, markdown_table, save
 
-SERIES_VOLUMES = 72  # volumes 0-71 hold the test volume (48), its repeat and reference
+SERIES_VOLUMES = SERIES_REFERENCE.stop  # every volume the series row uses
+CT_DEPTH = 64  # slices of the CT-like 512 x 512 volume
 POST_PHASES = ("nonlocal", "guard", "wiener", "check")  # numpy stages on the CPU
 
 
@@ -98,6 +100,7 @@ def run(args) -> int:
     import torch
 
     from nsn2n.options import DenoiseOptions
+    from nsn2n.volume import Geometry, Volume
     from Testing.helpers import changing_anatomy
 
     if args.pack:
@@ -141,19 +144,18 @@ def run(args) -> int:
                      f"{'bit-identical' if np.array_equal(again, gpu) else 'differs'}")
     series = volume_of(SERIES_FILE.split(".")[0])
     values = series.array.astype(np.float64)
-    scored = Scored.of(values[48], values[52:71:2].mean(0), values[50])
-    used = dataclasses.replace(series, array=series.array[:50])
-    timed_run("ASL series: vol 48 from vols 0-49", used,
-              DenoiseOptions(method="series", series_stride=2, device="cuda", seed=args.seed),
-              lambda out: scored.row("series", "", out[48], 0.0), rows)
-    from nsn2n.volume import Geometry, Volume
-
-    for depth in (64,):
-        _, noisy = changing_anatomy(depth=depth, size=512, sigma=0.03, seed=args.seed)
-        ct = Volume((noisy * 1000).astype(np.int16), Geometry.identity((0.7, 0.7, 2.5)), "CT")
-        for preset in presets[:2]:
-            timed_run(f"CT-like 512x512x{depth}", ct,
-                      DenoiseOptions(preset=preset, device="cuda", seed=args.seed), None, rows)
+    scored = Scored.of(values[SERIES_TEST], values[SERIES_REFERENCE].mean(0),
+                       values[SERIES_REPEAT])
+    used = dataclasses.replace(series, array=series.array[:SERIES_USED])
+    timed_run(f"ASL series: vol {SERIES_TEST} from vols 0-{SERIES_USED - 1}", used,
+              DenoiseOptions(method="series", series_stride=SERIES_STRIDE, device="cuda",
+                             seed=args.seed),
+              lambda out: scored.row("series", "", out[SERIES_TEST], 0.0), rows)
+    _, noisy = changing_anatomy(depth=CT_DEPTH, size=512, sigma=0.03, seed=args.seed)
+    ct = Volume((noisy * 1000).astype(np.int16), Geometry.identity((0.7, 0.7, 2.5)), "CT")
+    for preset in presets[:2]:
+        timed_run(f"CT-like 512x512x{CT_DEPTH}", ct,
+                  DenoiseOptions(preset=preset, device="cuda", seed=args.seed), None, rows)
     text = table(rows, notes, f"{torch.cuda.get_device_name(0)}; CPU: {machine()}")
     save(Path(args.out), "gpu", text, rows, args.docs)
     return 0

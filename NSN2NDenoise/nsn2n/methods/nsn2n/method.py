@@ -463,8 +463,8 @@ def estimate(shape: Tuple[int, int, int], config: NSN2NConfig) -> Estimate:
 THICK_SLICES = 1.5
 UNCONFIRMED = ("left as it is: with no background air to check the noise level against "
                "(masked or cropped) and slices {:.1f}x thicker than the pixels, anatomy can "
-               "pass for noise; give the noise level if it is known (--noise-sigma, the panel's "
-               "Noise level)")
+               "pass for noise; give the noise level if it is known (--noise-sigma, the "
+               "panel's Noise level)")
 
 
 def given_noise(estimated: NoiseEstimate, sigma: float) -> NoiseEstimate:
