@@ -145,11 +145,14 @@ def denoise(volume: Volume, options: DenoiseOptions = DenoiseOptions(),
             shortfall = budget_warning(planned, options)
     else:
         method, config = method_of_config(method_config), method_config
+    clock = None
     if estimated is not None and progress is not None:
-        progress = RunClock(estimated.phases, progress)
+        progress = clock = RunClock(estimated.phases, progress)
     result, report, fallback = run_within_memory(
         lambda c, o: method.denoise(volume, c, o, modality, progress, cancel,
                                     reference=reference), config, options)
+    if clock is not None:
+        clock.finish()
     return result, dataclasses.replace(
         report, preset=options.preset, seed=options.seed,
         estimated_seconds=None if estimated is None else round(estimated.seconds, 1),

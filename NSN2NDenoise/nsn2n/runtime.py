@@ -234,3 +234,11 @@ class RunClock:
         later = PHASES[PHASES.index(p.phase) + 1:] if p.phase in PHASES else ()
         remaining = own + drift * sum(self.estimate.get(name, 0.0) for name in later)
         self.progress(dataclasses.replace(p, elapsed=now - self.started, remaining=remaining))
+
+    def finish(self) -> None:
+        """Report the run's end: its last phase done, nothing left.  The stages after a
+        phase's last pace report (the mix, guard and check after the Wiener stage) report
+        nothing, so without this the last line could still show their estimate."""
+        phase = self.phase or PHASES[-1]
+        self.progress(Progress(phase, 1, 1, float("nan"),
+                               time.perf_counter() - self.started, 0.0))

@@ -45,3 +45,21 @@ def test_method_noise_tells_noise_from_removed_anatomy():
     assert check.structure > 0.3 and check.removed_anatomy()
     too_much = metrics.method_noise(noisy, clean, 0.01)  # twice the noise removed
     assert too_much.ratio > 1.5 and too_much.removed_anatomy()
+
+
+def test_an_edge_shaped_residual_counts_only_above_a_tenth_of_the_noise():
+    from scipy import ndimage
+
+    from Testing.helpers import changing_anatomy
+
+    clean, noisy = changing_anatomy(sigma=0.02, blobs=12)
+    blurred = np.stack([ndimage.gaussian_filter(s, 1.5) for s in noisy])
+    full = metrics.method_noise(noisy, blurred, 0.02)
+    # The same residual, scaled down: still shaped like edges, but faint.
+    faint = metrics.method_noise(noisy, noisy - 0.02 * (noisy - blurred), 0.02)
+    assert faint.structure > 0.3 and full.structure > 0.3
+    edges = np.sqrt(faint.structure) * faint.ratio
+    assert edges < metrics.STRUCTURE_FLOOR and not faint.removed_anatomy()
+    assert full.removed_anatomy()
+    assert metrics.MethodNoise(1.0, 0.5, 0.25).removed_anatomy()  # edges 0.25 sigma
+    assert not metrics.MethodNoise(1.0, 0.18, 0.23).removed_anatomy()  # 0.09 sigma

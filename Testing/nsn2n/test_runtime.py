@@ -80,6 +80,17 @@ def test_run_clock_adds_the_later_phases_and_corrects_them_by_the_drift():
     assert seen[-1].remaining == 0.0
 
 
+def test_run_clock_ends_at_nothing_left_even_before_its_estimate_is_spent():
+    seen = []
+    clock = RunClock({"prepare": 0.0, "train": 1.0, "predict": 1.0, "refine": 60.0},
+                     seen.append)
+    clock(_event("refine", 2, 2, 0.0))  # a stage's last pace report, well inside 60 s
+    assert seen[-1].remaining > 30.0  # the estimate keeps the stages still to come
+    clock.finish()
+    assert (seen[-1].phase, seen[-1].step, seen[-1].total) == ("refine", 1, 1)
+    assert seen[-1].remaining == 0.0
+
+
 def test_a_volume_that_cannot_fit_is_refused_before_it_starts():
     require_memory(10 ** 6, available=10 ** 9)  # 44 MB of 1 GB: fine
     with pytest.raises(InputError, match=r"needs about 4\.1 GB .* 1\.0 GB are free"):

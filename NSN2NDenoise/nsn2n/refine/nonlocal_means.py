@@ -13,7 +13,8 @@ anatomy that changes between slices (its z-bias) is not copied into the output.
 voxels whose guide patches are practically identical are averaged.  Measured on saved
 `balanced` outputs (2026-11-23, inside the head/body mask, MRI 5 % / 10 %, CT 1e4 / 5e3):
 the Wiener stage alone 35.10 / 31.52 / 39.01 / 37.30 dB, this stage alone 34.37 / 31.79 /
-42.05 / 40.56, the mean of both (the product) 35.64 / 32.28 / 41.21 / 39.55.  The search
+42.05 / 40.56, the mean of both (the product then; now mixed by their risk,
+``refine/combine.py``) 35.64 / 32.28 / 41.21 / 39.55.  The search
 radius and the strength were chosen on those four cases (docs/nsn2n.md, "Guided
 non-local means"); ``python -m benchmarks ablation`` measures the stage as shipped.
 """
@@ -28,6 +29,7 @@ import numpy as np
 import torch
 
 from ..filters import box_sum, mirror_index, tent_average
+from .combine import KeptNoise
 from ..runtime import CancelEvent, ProgressCallback, check_cancel, report_pace
 
 SEARCH = (2, 5, 5)  # search radius (slices, rows, columns)
@@ -45,9 +47,11 @@ def guided_nonlocal_means(noisy: np.ndarray, guide: np.ndarray, noise_variance: 
                           patch: Tuple[int, int, int] = PATCH,
                           stride: Tuple[int, int, int] = (1, 1, 1), chunk: int = CHUNK,
                           progress: Optional[ProgressCallback] = None,
-                          cancel: Optional[CancelEvent] = None) -> np.ndarray:
+                          cancel: Optional[CancelEvent] = None,
+                          kept_noise: Optional[KeptNoise] = None) -> np.ndarray:
     """Average ``noisy`` over similar voxels, similarity measured on ``guide``; both
-    ``(D, H, W)`` on the same scale.  Returns float32.
+    ``(D, H, W)`` on the same scale.  Returns float32.  ``kept_noise`` collects the noise
+    each voxel keeps, ``sum_j w_ij C_ij / sum_j w_ij`` (``refine/combine.py``).
 
     ``stride`` spaces the search offsets along each axis, and the data are first averaged
     by a tent of that half-width there, so that each strided offset stands for the
@@ -64,7 +68,11 @@ def guided_nonlocal_means(noisy: np.ndarray, guide: np.ndarray, noise_variance: 
         raise ValueError("patch sides must be odd")
     if any(k < 1 for k in stride):
         raise ValueError("stride must be >= 1")
+    if kept_noise is not None and any(k != 1 for k in stride):
+        raise ValueError("kept noise is measured only without a stride")
     if noise_variance * strength == 0:  # no noise to average away
+        if kept_noise is not None:  # the identity keeps all of it
+            kept_noise.add(torch.full(noisy.shape, kept_noise.variance))
         return np.array(noisy, dtype=np.float32)
     noisy = tent_average(np.asarray(noisy, dtype=np.float32), stride)
     temperature = strength * noise_variance * float(np.prod(patch))
@@ -99,12 +107,18 @@ def guided_nonlocal_means(noisy: np.ndarray, guide: np.ndarray, noise_variance: 
         reference = window(similar, (0, 0, 0), half)
         total = torch.zeros((count, height, width))
         weights = torch.zeros((count, height, width))
+        kept = None if kept_noise is None else torch.zeros((count, height, width))
         for offset in offsets:  # a chunk of 512 px slices takes seconds: check each
             check_cancel(cancel)
             distance = box_sum((reference - window(similar, offset, half)).square_(), patch)
             weight = distance.div_(-temperature).exp_()
             total.addcmul_(weight, window(data, offset, (0, 0, 0)))
             weights += weight
+            covariance = 0.0 if kept is None else kept_noise.covariance(offset)
+            if covariance != 0.0:
+                kept.add_(weight, alpha=covariance)
         output[first:first + count] = (total / weights).numpy()
+        if kept is not None:
+            kept_noise.add(kept / weights)
     report_pace(progress, "refine", len(starts), len(starts), started)
     return output

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from ..filters import dct_basis, padded_index
+from .combine import KeptNoise
 from ..runtime import CancelEvent, ProgressCallback, check_cancel, report_pace
 
 PATCH = (8, 8, 8)
@@ -42,9 +43,13 @@ def empirical_wiener(noisy: np.ndarray, pilot: np.ndarray,
                      noise_variance: torch.Tensor, patch: Tuple[int, int, int] = PATCH,
                      stride: int = STRIDE, inplace: bool = False,
                      progress: Optional[ProgressCallback] = None,
-                     cancel: Optional[CancelEvent] = None) -> np.ndarray:
+                     cancel: Optional[CancelEvent] = None,
+                     kept_noise: Optional[KeptNoise] = None) -> np.ndarray:
     """Wiener-filter ``noisy`` with ``pilot`` as the signal estimate; both ``(D, H, W)``
     on the same scale.  ``inplace`` writes the result into ``pilot`` (float32).
+    ``kept_noise`` collects the noise each voxel keeps (``refine/combine.py``): per patch
+    the diagonal of ``B^T diag(gain * s^2) B`` (``B`` the DCT, which is taken to
+    decorrelate the noise), aggregated with the patches' weights; 1.4x the time.
 
     Patches are processed slab by slab along the slice axis into a rolling buffer of one
     patch depth, so the memory beyond the output is a few slabs, not whole volumes (a
@@ -90,17 +95,23 @@ def empirical_wiener(noisy: np.ndarray, pilot: np.ndarray,
 
     total = torch.zeros((pz,) + plane)  # rows first .. first + pz - 1
     weight = torch.zeros((pz,) + plane)
+    kept = None if kept_noise is None else torch.zeros((pz,) + plane)
+    squared = (cz * cz, cy * cy, cx * cx)
     first = 0
     band = max(1, BAND_PATCHES // ((plane[1] - px) // sx + 1))  # patch rows per band
 
     def emit(count: int) -> None:
-        nonlocal total, weight, first
+        nonlocal total, weight, kept, first
         rows = min(count, depth - first)
         if rows > 0:
             done = total[:rows, :height, :width] / weight[:rows, :height, :width]
             output[first:first + rows] = done.numpy()
+            if kept is not None:
+                kept_noise.add(kept[:rows, :height, :width] / weight[:rows, :height, :width])
         total = torch.cat([total[count:], torch.zeros((count,) + plane)])
         weight = torch.cat([weight[count:], torch.zeros((count,) + plane)])
+        if kept is not None:
+            kept = torch.cat([kept[count:], torch.zeros((count,) + plane)])
         first += count
 
     starts = range(0, len(z_index) - pz + 1, sz)
@@ -128,6 +139,10 @@ def empirical_wiener(noisy: np.ndarray, pilot: np.ndarray,
             patch_weight = patch_weight[..., None, None, None]
             total[:, top:top + rows] += fold(shrunk * patch_weight, rows)
             weight[:, top:top + rows] += fold(patch_weight.expand_as(shrunk), rows)
+            if kept is not None:
+                diagonal = torch.einsum("az,by,cx,...abc->...zyx", *squared,
+                                        gain * noise_variance)
+                kept[:, top:top + rows] += fold(diagonal * patch_weight, rows)
     emit(pz)
     report_pace(progress, "refine", len(starts), len(starts), started)
     return output

@@ -15,8 +15,8 @@ Beyond the paper (each measured by ``python -m benchmarks ablation``):
 * an empirical Wiener stage (``refine/wiener.py``): the network output is the pilot of a 3-D DCT
   shrinkage of the noisy stack, BM4D's second stage without the block matching;
 * guided non-local means (``refine/nonlocal_means.py``): the noisy voxels averaged over a 5 x 11 x
-  11 neighbourhood with weights from the network output's patches; the output is the mean
-  of this and the Wiener stage;
+  11 neighbourhood with weights from the network output's patches; the output mixes this
+  and the Wiener stage by their risk (Stein's unbiased estimate, ``refine/combine.py``);
 * the residual guard (``refine/guard.py``), which gives back what the network removed where it
   stands out from the noise, so a nearly clean volume does not come out worse.
 """
@@ -40,7 +40,9 @@ from ...metrics import MethodNoise, method_noise
 from ...nets import MeanOf, UNet2d
 from ...noise import NoiseEstimate, band_stds, estimate_noise, rician_background_sigma
 from ...options import DenoiseOptions
+from ...refine.combine import KeptNoise, in_plane_autocovariance, mix, sure_weight
 from ...refine.guard import BAND_SCALES, residual_guard
+from ...refine.nonlocal_means import SEARCH as NONLOCAL_SEARCH
 from ...refine.nonlocal_means import guided_nonlocal_means
 from ...refine.wiener import PATCH as WIENER_PATCH
 from ...refine.wiener import empirical_wiener
@@ -66,6 +68,9 @@ class NSN2NReport(RunReport):
     matched_fraction: float = float("nan")  # share of pixels W marks as matched
     tau: float = float("nan")  # the mask threshold used, on the normalised scale
     guard_returned: float = 0.0  # share of the removed energy the guard gave back
+    # The Wiener stage's weight in its mix with the guided non-local means
+    # (refine/combine.py); None when either stage is off.
+    wiener_weight: Optional[float] = None
     bias_correction: bool = False
     rician_sigma: Optional[float] = None  # in the input's units, when corrected
     # The noise the run used: standard deviation on the anatomy, in the input's units
@@ -216,7 +221,8 @@ def fit_predict(slices: np.ndarray, config: NSN2NConfig,
                                   multiple=2 ** config.depth,
                                   transforms=TTA_ELEMENTS[config.tta], dtype=dtype,
                                   progress=progress, cancel=cancel)
-    denoised, returned = refine(slices, denoised, noise, config, progress, cancel, stopwatch)
+    denoised, returned, weight = refine(slices, denoised, noise, config, progress, cancel,
+                                        stopwatch)
     with stopwatch("check"):
         denoised, check, backoffs = back_off(slices, denoised, noise, config, cancel)
     report = NSN2NReport(method="nsn2n", device=str(device),
@@ -227,7 +233,9 @@ def fit_predict(slices: np.ndarray, config: NSN2NConfig,
                          final_loss=results[-1].last_loss,
                          precision=precision_of(dtype), phase_seconds=stopwatch.rounded(),
                          matched_fraction=round(matched, 4), tau=round(tau, 4),
-                         guard_returned=round(returned, 4), noise_sigma=noise.sigma,
+                         guard_returned=round(returned, 4),
+                         wiener_weight=None if weight is None else round(weight, 4),
+                         noise_sigma=noise.sigma,
                          air_sigma=noise.air_sigma,
                          residual_rms=check.residual_rms,
                          residual_to_noise=round(check.ratio, 3),
@@ -269,12 +277,13 @@ def back_off(slices: np.ndarray, denoised: np.ndarray, noise: NoiseEstimate,
 def refine(slices: np.ndarray, network_output: np.ndarray, noise: NoiseEstimate,
            config: NSN2NConfig, progress: Optional[ProgressCallback] = None,
            cancel: Optional[CancelEvent] = None, stopwatch: Optional[Stopwatch] = None
-           ) -> Tuple[np.ndarray, float]:
+           ) -> Tuple[np.ndarray, float, Optional[float]]:
     """The product's output from the network's (float32, written into ``network_output``):
     guided non-local means with the network output as guide; the Wiener stage with it as
     pilot once the guard has given back what it removed and stands out from the noise;
-    the mean of both, guarded.  Returns it and the share of the removed energy the last
-    guard gave back.
+    the two mixed by their estimated risk, guarded.  Returns it, the share of the removed
+    energy the last guard gave back and the Wiener stage's weight in the mix (None when
+    one stage is off).
 
     The pilot is guarded because the Wiener gain P^2 / (P^2 + s^2) shrinks every
     coefficient the pilot lacks: where the network removed anatomy (thick slices,
@@ -286,12 +295,17 @@ def refine(slices: np.ndarray, network_output: np.ndarray, noise: NoiseEstimate,
     """
     stopwatch = Stopwatch() if stopwatch is None else stopwatch
     guard = config.guard_factor > 0
+    both = config.nonlocal_strength > 0 and config.wiener_stride > 0
+    kept_nonlocal = kept_wiener = None
+    if both:  # what each stage keeps of the noise: their risks
+        lags = in_plane_autocovariance(noise.spectrum, max(NONLOCAL_SEARCH[1:]))
+        kept_nonlocal, kept_wiener = KeptNoise(lags), KeptNoise(lags)
     guided = None
     if config.nonlocal_strength > 0:  # before the guard and the Wiener stage overwrite it
         with stopwatch("nonlocal"):
             guided = guided_nonlocal_means(slices, network_output, noise.sigma ** 2,
                                            config.nonlocal_strength, progress=progress,
-                                           cancel=cancel)
+                                           cancel=cancel, kept_noise=kept_nonlocal)
     denoised = network_output
     if config.wiener_stride > 0:
         pilot = denoised
@@ -302,12 +316,14 @@ def refine(slices: np.ndarray, network_output: np.ndarray, noise: NoiseEstimate,
         with stopwatch("wiener"):
             denoised = empirical_wiener(slices, pilot, wiener_variance(noise, slices.shape),
                                         stride=config.wiener_stride, inplace=True,
-                                        progress=progress, cancel=cancel)
-    if guided is not None and config.wiener_stride > 0:
-        # The two stages err differently: on the MRI benchmark cases their mean beat the
-        # better of them by 0.5 dB (refine/nonlocal_means.py), so they are averaged.
-        denoised += guided
-        denoised *= 0.5
+                                        progress=progress, cancel=cancel,
+                                        kept_noise=kept_wiener)
+    weight = None
+    if both:
+        # The stages err differently (refine/nonlocal_means.py: their mean beat the better
+        # of them by 0.5 dB on synthetic MRI), and by how much depends on the volume.
+        weight = sure_weight(slices, denoised, guided, kept_wiener.total, kept_nonlocal.total)
+        denoised = mix(denoised, guided, weight, out=denoised)
     elif guided is not None:
         denoised = guided
     returned = 0.0
@@ -316,7 +332,7 @@ def refine(slices: np.ndarray, network_output: np.ndarray, noise: NoiseEstimate,
             denoised, returned = residual_guard(slices, denoised, config.guard_factor,
                                                 inplace=True, cancel=cancel,
                                                 noise_std=noise.bands)
-    return denoised, returned
+    return denoised, returned, weight
 
 
 def wiener_variance(noise: NoiseEstimate, shape: Tuple[int, int, int]) -> torch.Tensor:

@@ -172,7 +172,7 @@ def fit_predict(stacks: Sequence[np.ndarray], config: SeriesConfig, progress=Non
             predicted = predict_volume(trained, repeats.inputs(group), device, multiple,
                                        transforms=TTA_ELEMENTS[config.tta], dtype=dtype,
                                        cancel=cancel)
-        refined, share = refine(stack, predicted, noise, config, None, cancel, stopwatch)
+        refined, share, _ = refine(stack, predicted, noise, config, None, cancel, stopwatch)
         outputs.append(refined)
         returned.append(share)
     with stopwatch("check"):

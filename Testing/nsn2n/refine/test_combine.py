@@ -1,0 +1,161 @@
+import numpy as np
+import pytest
+import torch
+
+from nsn2n.filters import dct_basis
+from nsn2n.refine.combine import (FALLBACK_WEIGHT, KeptNoise, in_plane_autocovariance, mix,
+                                  sure_weight)
+from nsn2n.refine.nonlocal_means import guided_nonlocal_means
+from nsn2n.refine.wiener import empirical_wiener
+
+
+def phantom(shape=(10, 40, 40)):
+    z, y, x = np.meshgrid(*[np.linspace(-1, 1, n) for n in shape], indexing="ij")
+    ball = ((x ** 2 + y ** 2 + 0.5 * z ** 2) < 0.5).astype(np.float32)
+    return (0.3 + 0.5 * ball + 0.1 * np.sin(3 * x) * np.cos(2 * y)).astype(np.float32)
+
+
+def correlated_noise(shape, sigma, seed):
+    """Noise smoothed in-plane by a [1 2 1]/4 kernel, independent across slices (CT-like)."""
+    white = torch.from_numpy(np.random.default_rng(seed).normal(0, 1, shape)).float()
+    kernel = torch.tensor([0.25, 0.5, 0.25])
+    smooth = torch.nn.functional.conv2d(white[:, None], (kernel[:, None] * kernel)[None, None],
+                                        padding=1)[:, 0]
+    return (smooth * sigma / smooth[:, 2:-2, 2:-2].std()).numpy()
+
+
+def dct_spectrum(noise, size=8):
+    """The per-coefficient variance of ``noise``'s in-plane ``size`` x ``size`` DCT."""
+    d, h, w = noise.shape
+    tiles = torch.from_numpy(noise[:, :h // size * size, :w // size * size]).reshape(
+        d, h // size, size, w // size, size).permute(0, 1, 3, 2, 4).reshape(-1, size, size)
+    basis = dct_basis(size)
+    return torch.einsum("ay,bx,nyx->nab", basis, basis, tiles).var(0)
+
+
+def test_white_spectrum_has_no_covariance_at_other_lags():
+    lags = in_plane_autocovariance(torch.full((8, 8), 2.0), 3)
+    assert lags.shape == (7, 7)
+    assert float(lags[3, 3]) == pytest.approx(2.0)
+    lags[3, 3] = 0.0
+    assert float(lags.abs().max()) < 1e-6
+
+
+def test_autocovariance_of_correlated_noise_matches_the_noise():
+    noise = correlated_noise((40, 64, 64), 1.0, seed=0)
+    lags = in_plane_autocovariance(dct_spectrum(noise), 2)
+    inner = noise[:, 4:-4, 4:-4]
+    for dy, dx in [(0, 1), (1, 0), (1, 1), (0, 2)]:
+        shifted = noise[:, 4 + dy:noise.shape[1] - 4 + dy, 4 + dx:noise.shape[2] - 4 + dx]
+        measured = float(np.mean(inner * shifted))
+        # The 8x8 DCT only nearly decorrelates such noise: 10-17 % low at lag 1.
+        assert float(lags[2 + dy, 2 + dx]) == pytest.approx(measured, rel=0.2)
+    assert float(lags[2, 3]) > 0.4  # clearly correlated: [1 2 1] smoothing gives 2/3
+
+
+def kept_noise_measured(stage, noise, lags):
+    """The stage's kept noise per voxel (KeptNoise) and as measured: mean of f_i n_i over
+    the voxels, for a stage linear in the noisy data (guide / pilot fixed)."""
+    clean = phantom(noise.shape)
+    kept = KeptNoise(lags)
+    output = stage(clean + noise, clean, kept)
+    without_noise = stage(clean, clean, None)
+    measured = float(np.mean((output - without_noise) * noise))
+    return kept.total / noise.size, measured
+
+
+@pytest.mark.parametrize("correlated", [False, True])
+def test_kept_noise_of_the_non_local_means_is_the_covariance_it_keeps(correlated):
+    shape, sigma = (10, 40, 40), 0.1
+    noise = (correlated_noise(shape, sigma, 1) if correlated else
+             np.random.default_rng(1).normal(0, sigma, shape).astype(np.float32))
+    lags = in_plane_autocovariance(dct_spectrum(noise), 5)
+
+    def stage(noisy, guide, kept):
+        return guided_nonlocal_means(noisy, guide, sigma ** 2, 0.2, kept_noise=kept)
+
+    predicted, measured = kept_noise_measured(stage, noise, lags)
+    assert predicted == pytest.approx(measured, rel=0.15)
+    assert 0 < predicted < sigma ** 2
+
+
+@pytest.mark.parametrize("correlated", [False, True])
+def test_kept_noise_of_the_wiener_stage_is_the_covariance_it_keeps(correlated):
+    shape, sigma = (10, 40, 40), 0.1
+    noise = (correlated_noise(shape, sigma, 2) if correlated else
+             np.random.default_rng(2).normal(0, sigma, shape).astype(np.float32))
+    spectrum = dct_spectrum(noise)
+    variance = spectrum.expand(8, 8, 8).contiguous()
+
+    def stage(noisy, pilot, kept):
+        return empirical_wiener(noisy, pilot, variance, kept_noise=kept)
+
+    predicted, measured = kept_noise_measured(stage, noise,
+                                              in_plane_autocovariance(spectrum, 5))
+    assert predicted == pytest.approx(measured, rel=0.15)
+    assert 0 < predicted < sigma ** 2
+
+
+def test_kept_noise_of_the_identity_is_all_of_it():
+    noisy = np.random.default_rng(3).normal(0, 1, (4, 12, 12)).astype(np.float32)
+    kept = KeptNoise(in_plane_autocovariance(torch.full((8, 8), 0.25), 2))
+    out = guided_nonlocal_means(noisy, noisy, 0.0, kept_noise=kept)  # no noise: identity
+    np.testing.assert_array_equal(out, noisy)
+    assert kept.total == pytest.approx(0.25 * noisy.size)
+
+
+def test_kept_noise_refuses_what_it_cannot_measure():
+    with pytest.raises(ValueError, match="lags"):
+        KeptNoise(torch.ones(2, 2))
+    with pytest.raises(ValueError, match="stride"):
+        noisy = np.zeros((4, 12, 12), np.float32)
+        guided_nonlocal_means(noisy, noisy, 1.0, stride=(1, 2, 2),
+                              kept_noise=KeptNoise(torch.ones(3, 3)))
+
+
+def risk_weight_cases(seed):
+    """Two linear estimates of a phantom in white noise: a 3x3 in-plane box mean (kept
+    noise sigma^2 / 9 per voxel) and the noisy data itself (all of it)."""
+    sigma = 0.1
+    clean = phantom()
+    noise = np.random.default_rng(seed).normal(0, sigma, clean.shape).astype(np.float32)
+    noisy = clean + noise
+    box = torch.nn.functional.avg_pool2d(torch.from_numpy(noisy)[:, None], 3, 1, 1,
+                                         count_include_pad=False)[:, 0].numpy()
+    # The box's kept noise: 1/9 of sigma^2 inside, 1/6 and 1/4 on the border (fewer pixels)
+    count = torch.nn.functional.avg_pool2d(torch.ones((1, 1) + clean.shape[1:]), 3, 1, 1,
+                                           divisor_override=1)[0, 0]
+    kept_box = float((sigma ** 2 / count).sum()) * clean.shape[0]
+    return clean, noisy, box, kept_box, sigma
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_sure_weight_is_near_the_weight_a_clean_image_would_choose(seed):
+    clean, noisy, box, kept_box, sigma = risk_weight_cases(seed)
+    kept_noisy = sigma ** 2 * noisy.size
+    weight = sure_weight(noisy, box, noisy, kept_box, kept_noisy)
+    difference = (box - noisy).astype(np.float64).ravel()
+    oracle = float(np.clip(np.dot(difference, (clean - noisy).ravel()) /
+                           np.dot(difference, difference), 0, 1))
+    assert 0 < oracle < 1  # the mix beats both: a real choice to make
+    assert weight == pytest.approx(oracle, abs=0.05)
+    # The weight, read the other way round, gives the same mix.
+    swapped = sure_weight(noisy, noisy, box, kept_noisy, kept_box)
+    assert swapped == pytest.approx(1 - weight, abs=1e-6)
+
+
+def test_sure_weight_prefers_the_stage_that_is_right_and_falls_back_without_a_choice():
+    clean, noisy, _, _, sigma = risk_weight_cases(0)
+    kept_noisy = sigma ** 2 * noisy.size
+    assert sure_weight(noisy, clean, noisy, 0.0, kept_noisy) == 1.0
+    assert sure_weight(noisy, noisy, clean, kept_noisy, 0.0) == 0.0
+    assert sure_weight(noisy, clean, clean, 0.0, 0.0) == FALLBACK_WEIGHT
+
+
+def test_mix_is_the_weighted_mean_and_may_overwrite_the_wiener_stage():
+    wiener = np.full((2, 3, 3), 4.0, np.float32)
+    nonlocal_means = np.zeros((2, 3, 3), np.float32)
+    np.testing.assert_allclose(mix(wiener, nonlocal_means, 0.25), 1.0)
+    out = mix(wiener, nonlocal_means, 0.75, out=wiener)
+    assert out is wiener
+    np.testing.assert_allclose(wiener, 3.0)
