@@ -9,7 +9,7 @@ expected error can be estimated without a clean image (SURE): for ``f`` linear i
 where ``Cov(f_i, n_i) = sum_j J_ij C_ji`` is the noise of voxel ``i`` that ``f`` keeps
 (``J`` the stage's linear map, ``C`` the noise covariance: in-plane correlated for CT,
 independent across slices).  The mix ``f_N + alpha (f_W - f_N)`` has a risk quadratic in
-``alpha``; its minimum over the anatomy is
+``alpha``; its minimum is
 
     alpha = -(sum (f_W - f_N)(f_N - y) + K_W - K_N) / sum (f_W - f_N)^2,
 
@@ -17,15 +17,16 @@ clipped to [0, 1], with ``K`` each stage's kept noise summed over the same voxel
 whole stack.  Over the anatomy alone (``noise.tissue_mask``, which leaves out dark anatomy
 such as CSF, where the non-local stage is the better one) ``alpha`` was 0.77 on the
 synthetic MRI 10 % case, 0.3 dB below the plain mean; over the whole stack 0.53, level
-with it.  Exactly constant backgrounds (zero-filled, outside a CT's field of view) add
-almost nothing: both stages return them unchanged and keep a few hundredths of a percent of
-the noise there.  One ``alpha`` per volume: a per-voxel ``alpha`` from local sums (Gaussian windows of 2-16 px)
-scored within 0.05 dB of it on MRI and up to 0.7 dB below it on CT (docs/nsn2n.md,
-"Mixing the two stages").  Until 2026-12-04 the product took the plain mean (``alpha``
-0.5), which halved the Wiener stage's gain wherever the non-local stage found no similar
-voxels (nearly clean MRI: 1.3 dB; real 6 mm MRI).  The pilot and the guide are the network
-output, which itself depends on the noise; SURE treats them as fixed, so ``alpha`` is an
-estimate, measured as such in the benchmarks.
+with it.  An exactly constant background (zero-filled, outside a CT's field of view) adds
+the same to both risks but for their kept noise there, about 0.2 % of the noise for either
+stage (605 equal non-local weights; one DCT coefficient of 512).  One ``alpha`` per
+volume: a per-voxel ``alpha`` from Gaussian windows of 4-16 px scored within 0.04 dB of it
+on MRI and 0.1-0.24 dB below it on CT 1e4 (docs/nsn2n.md, "Mixing the two stages").
+Until 2026-12-04 the product took the plain mean (``alpha`` 0.5), which halved the Wiener
+stage's gain wherever the non-local stage found no similar voxels (nearly clean MRI:
+1.3 dB; real 6 mm MRI).  The pilot and the guide are the network output, which itself
+depends on the noise; SURE treats them as fixed, so ``alpha`` is an estimate, measured as
+such in the benchmarks.
 """
 
 from __future__ import annotations
@@ -100,7 +101,7 @@ def in_plane_autocovariance(spectrum: torch.Tensor, radius: int) -> torch.Tensor
 
 
 def sure_weight(noisy: np.ndarray, wiener: np.ndarray, nonlocal_means: np.ndarray,
-                kept_wiener: float, kept_nonlocal: float, chunk: int = 16) -> float:
+                kept_wiener: float, kept_nonlocal: float, chunk: int = 4) -> float:
     """The weight ``alpha`` of the Wiener stage in ``f_N + alpha (f_W - f_N)`` that
     minimises the summed risk (module docstring); all ``(D, H, W)``."""
     apart = towards = 0.0

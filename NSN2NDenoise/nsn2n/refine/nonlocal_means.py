@@ -29,8 +29,8 @@ import numpy as np
 import torch
 
 from ..filters import box_sum, mirror_index, tent_average
-from .combine import KeptNoise
 from ..runtime import CancelEvent, ProgressCallback, check_cancel, report_pace
+from .combine import KeptNoise
 
 SEARCH = (2, 5, 5)  # search radius (slices, rows, columns)
 PATCH = (3, 5, 5)  # patch whose guide distance weighs a voxel

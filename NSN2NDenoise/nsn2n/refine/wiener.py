@@ -31,8 +31,8 @@ import numpy as np
 import torch
 
 from ..filters import dct_basis, padded_index
-from .combine import KeptNoise
 from ..runtime import CancelEvent, ProgressCallback, check_cancel, report_pace
+from .combine import KeptNoise
 
 PATCH = (8, 8, 8)
 STRIDE = 2
