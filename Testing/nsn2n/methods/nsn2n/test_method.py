@@ -54,25 +54,18 @@ def test_residual_guard_runs_after_prediction_and_can_be_turned_off(noisy_phanto
     assert np.mean((guarded >= between[0]) & (guarded <= between[1])) > 0.95
 
 
-def test_the_two_refinement_stages_are_mixed_by_a_reported_weight(noisy_phantom):
-    import dataclasses
-
+def test_the_two_refinement_stages_are_mixed_by_a_reported_weight(noisy_phantom, monkeypatch):
     from nsn2n.methods.nsn2n import method as nsn2n_method
 
     _, noisy = noisy_phantom
-    _, report = fit_predict(noisy, NSN2NConfig(**dict(TINY, steps=10)))
-    assert 0.0 <= report.wiener_weight <= 1.0
+    config = NSN2NConfig(**dict(TINY, steps=10))
+    chosen, first = fit_predict(noisy, config)
+    assert 0.0 <= first.wiener_weight <= 1.0
     _, alone = fit_predict(noisy, NSN2NConfig(**dict(TINY, steps=10, nonlocal_strength=0.0)))
     assert alone.wiener_weight is None  # one stage: nothing to mix
     # The mix is the one sure_weight chose: forcing that weight gives the same output.
-    config = NSN2NConfig(**dict(TINY, steps=10))
-    chosen, first = fit_predict(noisy, config)
-    original = nsn2n_method.sure_weight
-    try:
-        nsn2n_method.sure_weight = lambda *args: first.wiener_weight
-        forced, _ = fit_predict(noisy, dataclasses.replace(config))
-    finally:
-        nsn2n_method.sure_weight = original
+    monkeypatch.setattr(nsn2n_method, "sure_weight", lambda *args: first.wiener_weight)
+    forced, _ = fit_predict(noisy, config)
     np.testing.assert_allclose(forced, chosen, atol=1e-3)
 
 
