@@ -7,17 +7,12 @@ from nsn2n.refine.combine import (FALLBACK_WEIGHT, KeptNoise, in_plane_autocovar
                                   sure_weight)
 from nsn2n.refine.nonlocal_means import guided_nonlocal_means
 from nsn2n.refine.wiener import empirical_wiener
-
-
-def phantom(shape=(10, 40, 40)):
-    z, y, x = np.meshgrid(*[np.linspace(-1, 1, n) for n in shape], indexing="ij")
-    ball = ((x ** 2 + y ** 2 + 0.5 * z ** 2) < 0.5).astype(np.float32)
-    return (0.3 + 0.5 * ball + 0.1 * np.sin(3 * x) * np.cos(2 * y)).astype(np.float32)
+from Testing.helpers import smooth_phantom, white_noise
 
 
 def correlated_noise(shape, sigma, seed):
     """Noise smoothed in-plane by a [1 2 1]/4 kernel, independent across slices (CT-like)."""
-    white = torch.from_numpy(np.random.default_rng(seed).normal(0, 1, shape)).float()
+    white = torch.from_numpy(white_noise(1.0, shape, seed))
     kernel = torch.tensor([0.25, 0.5, 0.25])
     smooth = torch.nn.functional.conv2d(white[:, None], (kernel[:, None] * kernel)[None, None],
                                         padding=1)[:, 0]
@@ -56,7 +51,7 @@ def test_autocovariance_of_correlated_noise_matches_the_noise():
 def kept_noise_measured(stage, noise, lags):
     """The stage's kept noise per voxel (KeptNoise) and as measured: mean of f_i n_i over
     the voxels, for a stage linear in the noisy data (guide / pilot fixed)."""
-    clean = phantom(noise.shape)
+    clean = smooth_phantom(noise.shape)
     kept = KeptNoise(lags)
     output = stage(clean + noise, clean, kept)
     without_noise = stage(clean, clean, None)
@@ -67,8 +62,7 @@ def kept_noise_measured(stage, noise, lags):
 @pytest.mark.parametrize("correlated", [False, True])
 def test_kept_noise_of_the_non_local_means_is_the_covariance_it_keeps(correlated):
     shape, sigma = (10, 40, 40), 0.1
-    noise = (correlated_noise(shape, sigma, 1) if correlated else
-             np.random.default_rng(1).normal(0, sigma, shape).astype(np.float32))
+    noise = correlated_noise(shape, sigma, 1) if correlated else white_noise(sigma, shape, 1)
     lags = in_plane_autocovariance(dct_spectrum(noise), 5)
 
     def stage(noisy, guide, kept):
@@ -82,8 +76,7 @@ def test_kept_noise_of_the_non_local_means_is_the_covariance_it_keeps(correlated
 @pytest.mark.parametrize("correlated", [False, True])
 def test_kept_noise_of_the_wiener_stage_is_the_covariance_it_keeps(correlated):
     shape, sigma = (10, 40, 40), 0.1
-    noise = (correlated_noise(shape, sigma, 2) if correlated else
-             np.random.default_rng(2).normal(0, sigma, shape).astype(np.float32))
+    noise = correlated_noise(shape, sigma, 2) if correlated else white_noise(sigma, shape, 2)
     spectrum = dct_spectrum(noise)
     variance = spectrum.expand(8, 8, 8).contiguous()
 
@@ -97,7 +90,7 @@ def test_kept_noise_of_the_wiener_stage_is_the_covariance_it_keeps(correlated):
 
 
 def test_kept_noise_of_the_identity_is_all_of_it():
-    noisy = np.random.default_rng(3).normal(0, 1, (4, 12, 12)).astype(np.float32)
+    noisy = white_noise(1.0, (4, 12, 12), 3)
     kept = KeptNoise(in_plane_autocovariance(torch.full((8, 8), 0.25), 2))
     out = guided_nonlocal_means(noisy, noisy, 0.0, kept_noise=kept)  # no noise: identity
     np.testing.assert_array_equal(out, noisy)
@@ -117,8 +110,8 @@ def risk_weight_cases(seed):
     """Two linear estimates of a phantom in white noise: a 3x3 in-plane box mean (kept
     noise sigma^2 / 9 per voxel) and the noisy data itself (all of it)."""
     sigma = 0.1
-    clean = phantom()
-    noise = np.random.default_rng(seed).normal(0, sigma, clean.shape).astype(np.float32)
+    clean = smooth_phantom((10, 40, 40))
+    noise = white_noise(sigma, clean.shape, seed)
     noisy = clean + noise
     box = torch.nn.functional.avg_pool2d(torch.from_numpy(noisy)[:, None], 3, 1, 1,
                                          count_include_pad=False)[:, 0].numpy()
