@@ -142,7 +142,7 @@ ABLATIONS = [
      dict(tta=1, wiener_stride=0, nonlocal_strength=0.0)),
     ("+ 8-fold test-time augmentation", dict(wiener_stride=0, nonlocal_strength=0.0)),
     ("+ the empirical Wiener stage", dict(nonlocal_strength=0.0)),
-    ("+ guided non-local means, averaged with it (the product)", dict()),
+    ("+ guided non-local means, mixed with it by their risk (the product)", dict()),
     ("product without the mask (W = 1)", dict(use_mask=False)),
     ("product without L_RC and L_IC", dict(lambda_rc=0.0, lambda_ic=0.0)),
     ("product without the residual guard", dict(guard_factor=0.0)),
