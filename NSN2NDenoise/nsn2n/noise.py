@@ -64,6 +64,15 @@ AIR_FACTOR = 1.0
 AIR_STD_PER_SIGMA = 0.68
 AIR_MARGIN = 3  # px between tissue and the air that is used
 MAX_ZERO_SHARE = 0.05  # more exact zeros: the scanner masked the background; not noise
+# The flat voxels' noise across slices over their noise in-plane, below which the noise is
+# taken as correlated between neighbouring slices (through-plane resampling, 3-D k-space
+# filtering): NS-N2N's premise fails and the estimate from across slices reads low.
+# Second differences carry 6 - 8 rho_1 + 2 rho_2 times the variance for slice-to-slice
+# correlations rho, so 0.75 is a correlation of about 0.3.  Measured with
+# ``flat_noise_ratio`` (docs/nsn2n.md, "Noise correlated across slices"): noise independent
+# across slices 0.92-0.96 (synthetic MRI 1-10 %), 1.13-1.15 (CT, correlated in-plane),
+# 1.06-1.35 (four real MR volumes); correlated 0.62-0.63 (rho_1 0.44) and 0.39 (0.67).
+ACROSS_SLICE_RATIO = 0.75
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,7 +84,10 @@ class NoiseEstimate:
     e.g. CT, is not white), scaled to average ``sigma^2``; ``bands`` the standard deviation
     in each band of ``filters.split_bands(..., scales)``.  ``slices_sigma`` is the estimate
     from the slices before any cap and ``air_sigma`` the thermal noise measured in air (MR
-    magnitude only, when there is usable air).
+    magnitude only, when there is usable air).  ``inplane_sigma`` is the noise of the same
+    flat voxels from second differences within their slices: near ``slices_sigma`` for
+    noise independent across slices, well above it when neighbouring slices share their
+    noise (:meth:`correlated_across_slices`).
     """
 
     sigma: float
@@ -83,6 +95,19 @@ class NoiseEstimate:
     bands: Tuple[float, ...]
     slices_sigma: float
     air_sigma: Optional[float] = None
+    inplane_sigma: Optional[float] = None
+
+    @property
+    def across_to_inplane(self) -> Optional[float]:
+        """``slices_sigma / inplane_sigma``, or None when either is missing."""
+        if not self.inplane_sigma or not self.slices_sigma:
+            return None
+        return float(self.slices_sigma / self.inplane_sigma)
+
+    def correlated_across_slices(self) -> bool:
+        """Whether neighbouring slices share their noise (:data:`ACROSS_SLICE_RATIO`)."""
+        ratio = self.across_to_inplane
+        return ratio is not None and bool(ratio < ACROSS_SLICE_RATIO)
 
     def coefficient_variance(self, depth: int) -> torch.Tensor:
         """Per-coefficient variance of a ``(depth, P, P)`` 3-D DCT: noise independent
@@ -200,13 +225,28 @@ def estimate_noise(stack: np.ndarray, band_scales: Sequence[float], magnitude: b
     flat = live & (score <= torch.quantile(score[live][:: max(1, int(live.sum()) // 1_000_000)],
                                            FLAT_SHARE))
     slices_sigma = robust_std(second[flat], centre=True) / np.sqrt(6.0)
+    inplane_sigma = _inplane_sigma(centre, flat)
     air = _air_sigma(x, second, tissue) if magnitude else None
     sigma = min(slices_sigma, AIR_FACTOR * air) if air else slices_sigma
     check_cancel(cancel)
     far = (score if reach == 1 else
            _flatness(smooth[-1] - smooth[0], smooth[0], smooth[-1], live=live))
     spectrum = _spectrum(second, far, live, sigma, patch)
-    return NoiseEstimate(sigma, spectrum, band_stds(spectrum, band_scales), slices_sigma, air)
+    return NoiseEstimate(sigma, spectrum, band_stds(spectrum, band_scales), slices_sigma, air,
+                         inplane_sigma)
+
+
+def _inplane_sigma(slices: torch.Tensor, flat: torch.Tensor) -> Optional[float]:
+    """The noise of the ``flat`` voxels of ``slices`` ``(N, H, W)`` from second differences
+    along their rows and columns; None without interior flat voxels.  For noise white
+    in-plane it is the noise's sigma; in-plane correlated noise (CT) reads lower."""
+    inner = flat[:, 1:-1, 1:-1]
+    if not bool(inner.any()):
+        return None
+    middle = slices[:, 1:-1, 1:-1]
+    down = slices[:, 2:, 1:-1] - 2 * middle + slices[:, :-2, 1:-1]
+    across = slices[:, 1:-1, 2:] - 2 * middle + slices[:, 1:-1, :-2]
+    return robust_std(torch.cat([down[inner], across[inner]]), centre=True) / 6 ** 0.5
 
 
 def _flatness(change: torch.Tensor, *slices: torch.Tensor, live: torch.Tensor) -> torch.Tensor:

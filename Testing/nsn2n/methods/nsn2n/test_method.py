@@ -1,3 +1,4 @@
+import dataclasses
 import threading
 
 import numpy as np
@@ -173,6 +174,35 @@ def test_back_off_gives_back_removed_anatomy_until_the_check_passes():
     assert backoffs >= 1
     assert np.abs(output - clean).mean() < 0.5 * np.abs(lost - clean).mean()
     assert check.ratio < metrics_ratio(noisy, lost, 0.05)
+
+
+def test_noise_shared_by_neighbouring_slices_is_what_the_run_warns_about(phantom):
+    from nsn2n.methods.nsn2n.method import ACROSS_SLICES, WARNING, run_warning
+    from nsn2n.metrics import MethodNoise
+    from nsn2n.noise import ACROSS_SLICE_RATIO
+
+    rng = np.random.default_rng(0)
+    white = rng.normal(0, 0.08, (phantom.shape[0] + 2,) + phantom.shape[1:])
+    shared = 0.5 * white[:-2] + white[1:-1] + 0.5 * white[2:]  # neighbours correlated 0.67
+    noisy = (phantom + shared * 0.08 / shared.std()).astype(np.float32)
+    _, report = fit_predict(noisy, NSN2NConfig(**dict(TINY, steps=10)))
+    assert report.across_to_inplane < ACROSS_SLICE_RATIO
+    assert report.warning == ACROSS_SLICES.format(report.across_to_inplane)
+    # Its own warning replaces the method-noise one, which a low estimate sets off.
+    failed, passed = MethodNoise(0.1, 3.0, 0.5), MethodNoise(0.01, 0.5, 0.0)
+    fine = dataclasses.replace(estimate_of(report), inplane_sigma=None)
+    assert run_warning(fine, failed) == WARNING and run_warning(fine, passed) is None
+    assert run_warning(estimate_of(report), passed).startswith("the noise looks shared")
+
+
+def estimate_of(report):
+    """A NoiseEstimate with the report's across/in-plane ratio."""
+    import torch
+
+    from nsn2n.noise import NoiseEstimate
+
+    return NoiseEstimate(0.05, torch.full((8, 8), 0.05 ** 2), (0.05, 0.05, 0.05), 0.05,
+                         inplane_sigma=0.05 / report.across_to_inplane)
 
 
 def metrics_ratio(noisy, output, sigma):
