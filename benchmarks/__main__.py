@@ -19,6 +19,7 @@ EPILOG = """examples:
   python -m benchmarks memory --slices 600   # the largest volume the README promises
   python -m benchmarks merge a/synthetic.json b/synthetic.json --docs docs/benchmarks.md
   python -m benchmarks real               # real acquisitions with repeats (shared/realdata)
+  python -m benchmarks noise              # the noise estimate where sigma is known (1 min)
   python -m benchmarks speed              # presets x precision paths: time, estimate, memory
   python -m benchmarks batch              # nsn2n batch: cases/min, serial vs local cluster
   python -m benchmarks transfer           # a saved network fine-tuned vs from scratch
@@ -73,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     real.add_argument("--product-only", action="store_true", help="skip every filter")
     real.add_argument("--no-series", action="store_true",
                       help="skip the series section (the multi-volume method)")
+    noise = command("noise", "the noise estimate and its test for noise correlated across "
+                    "slices, where sigma is known (synthetic, real repeats)")
+    noise.add_argument("--data", default=None, help="folder of the real sets")
     transfer = command("transfer", "train once, apply to many: a saved network fine-tuned "
                        "on the other volumes of a protocol against training from scratch")
     transfer.add_argument("--preset", default="balanced")
@@ -133,6 +137,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         from .synthetic import memory as run
     elif args.kind == "real":
         from .realdata import run
+    elif args.kind == "noise":
+        from .noise import run
     elif args.kind == "transfer":
         from .transfer import run
     elif args.kind == "batch":
