@@ -19,7 +19,7 @@ EPILOG = """examples:
   python -m benchmarks memory --slices 600   # the largest volume the README promises
   python -m benchmarks merge a/synthetic.json b/synthetic.json --docs docs/benchmarks.md
   python -m benchmarks real               # real acquisitions with repeats (shared/realdata)
-  python -m benchmarks noise              # the noise estimate where sigma is known (1 min)
+  python -m benchmarks noise              # the noise estimate where sigma is known (1-2 min)
   python -m benchmarks speed              # presets x precision paths: time, estimate, memory
   python -m benchmarks batch              # nsn2n batch: cases/min, serial vs local cluster
   python -m benchmarks transfer           # a saved network fine-tuned vs from scratch

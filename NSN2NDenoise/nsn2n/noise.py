@@ -68,10 +68,11 @@ MAX_ZERO_SHARE = 0.05  # more exact zeros: the scanner masked the background; no
 # taken as correlated between neighbouring slices (through-plane resampling, 3-D k-space
 # filtering): NS-N2N's premise fails and the estimate from across slices reads low.
 # Second differences carry 6 - 8 rho_1 + 2 rho_2 times the variance for slice-to-slice
-# correlations rho, so 0.75 is a correlation of about 0.3.  Measured with
-# ``flat_noise_ratio`` (docs/nsn2n.md, "Noise correlated across slices"): noise independent
-# across slices 0.92-0.96 (synthetic MRI 1-10 %), 1.13-1.15 (CT, correlated in-plane),
-# 1.06-1.35 (four real MR volumes); correlated 0.62-0.63 (rho_1 0.44) and 0.39 (0.67).
+# correlations rho, so 0.75 is a correlation of about 0.3.  Measured by ``python -m
+# benchmarks noise`` (docs/benchmarks.md, "Noise estimate"): noise independent across
+# slices 0.92-0.96 (synthetic MRI 1-10 %), 1.12-1.15 (CT, correlated in-plane), 1.22 and
+# 1.36 (the real 2-D ASL and DWI sets); 0.84 and 1.06 on two real volumes of unknown noise;
+# correlated 0.63 (rho_1 0.44) and 0.39-0.40 (0.67).
 ACROSS_SLICE_RATIO = 0.75
 
 

@@ -91,7 +91,9 @@ class NSN2NConfig:
 # network and spends its extra time on the Wiener stage, whose patches it takes at every
 # pixel (stride 1) instead of every second: in fp32, +0.04 dB on MRI 5 % (35.47 against
 # 35.43) and +0.10 dB on CT 1e4 (41.28 against 41.18), within 0.001 dB on the two real
-# acquisitions.  What did not buy quality: more steps (MRI, width 16: 500 steps 35.37,
+# acquisitions.  Since the two refinement stages are mixed by their risk, CT gives the
+# Wiener stage a weight near 0.2 and best is level with balanced there (41.92 / 41.92 dB
+# fp32), still +0.05 dB on MRI (docs/benchmarks.md, Speed).  What did not buy quality: more steps (MRI, width 16: 500 steps 35.37,
 # 1000 steps 35.24 dB) and two networks averaged (``ensemble=2``: MRI 35.42 fp32, CT
 # 41.18, at 1.8x the time of balanced).
 FULL_BUDGET_VOXELS = 2 ** 20

@@ -268,9 +268,9 @@ WARNING = ("the difference between input and output looks like more than noise (
            "have lost anatomy; compare it with the input before use")
 ACROSS_SLICES = ("the noise looks shared by neighbouring slices (its level across slices "
                  "is {:.2f}x that within them: a volume resampled or filtered through-plane?); "
-                 "NS-N2N needs noise independent across slices, so it removed only part of "
-                 "it and its noise estimate is low; denoise the volume as acquired, or along "
-                 "its acquisition axis (--slice-axis)")
+                 "NS-N2N needs noise independent across slices: it removed only part of "
+                 "this noise, and estimates of it from the slices read low; denoise the "
+                 "volume as acquired, or along its acquisition axis (--slice-axis)")
 MAX_BACKOFFS = 3
 
 
