@@ -8,7 +8,7 @@ real user does not have), so the comparison flatters the classical filters, not 
 from __future__ import annotations
 
 import time
-from typing import Callable, Dict, Iterable, Tuple
+from typing import Callable, Dict, Iterable, Optional, Tuple
 
 import numpy as np
 

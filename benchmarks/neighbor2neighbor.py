@@ -10,8 +10,6 @@ half-size sub-images g1, g2 with (nearly) independent noise for pixel-wise noise
 
 from __future__ import annotations
 
-from typing import Optional
-
 import numpy as np
 import torch
 
