@@ -87,20 +87,23 @@ class NSN2NConfig:
 # width 12 with 600 steps scored +0.17 dB on MRI 5 % and -0.22 dB on CT 1e4 against
 # width 16 with 1000 steps (35.41 / 41.02 against 35.24 / 41.23 dB), and on the two real
 # acquisitions within 0.001 dB.  Test-time augmentation costs little (under a second per
-# transform for 2 M voxels), so every preset averages all eight.  best trains the same
-# network and spends its extra time on the Wiener stage, whose patches it takes at every
-# pixel (stride 1) instead of every second: in fp32, +0.04 dB on MRI 5 % (35.47 against
-# 35.43) and +0.10 dB on CT 1e4 (41.28 against 41.18), within 0.001 dB on the two real
-# acquisitions.  Since the two refinement stages are mixed by their risk, CT gives the
-# Wiener stage a weight near 0.2 and best is level with balanced there (41.92 / 41.92 dB
-# fp32), still +0.05 dB on MRI (docs/benchmarks.md, Speed).  What did not buy quality: more steps (MRI, width 16: 500 steps 35.37,
-# 1000 steps 35.24 dB) and two networks averaged (``ensemble=2``: MRI 35.42 fp32, CT
-# 41.18, at 1.8x the time of balanced).
+# transform for 2 M voxels), so every preset averages all eight.  best takes the Wiener
+# stage's patches at every pixel (stride 1) instead of every second: in fp32, +0.04 dB on
+# MRI 5 % (35.47 against 35.43) and +0.10 dB on CT 1e4 (41.28 against 41.18), within
+# 0.001 dB on the two real acquisitions.  Since the two refinement stages are mixed by
+# their risk, CT gives the Wiener stage a weight near 0.2, and the denser stage alone left
+# best level with balanced there (41.92 / 41.92 dB fp32), so best also trains 1000 steps:
+# in bf16, CT 1e4 41.84 (balanced) / 41.83 (best at 700) / 41.97 dB (best at 1000), MRI
+# 5 % 35.45 / 35.51 / 35.59 dB, real ASL and DWI 44.209 / 44.212 / 44.212 and 31.303 /
+# 31.305 / 31.305 dB (2026-12-04, night; docs/benchmarks.md, Speed).  What did not buy
+# quality before the mix: more steps at width 16 on MRI (500 steps 35.37, 1000 steps
+# 35.24 dB) and two networks averaged (``ensemble=2``: MRI 35.42 fp32, CT 41.18, at 1.8x
+# the time of balanced).
 FULL_BUDGET_VOXELS = 2 ** 20
 PRESETS: Dict[str, Dict] = {
     "fast": dict(steps=450, tta=8, full_budget_voxels=FULL_BUDGET_VOXELS),
     "balanced": dict(steps=700, tta=8, full_budget_voxels=FULL_BUDGET_VOXELS),
-    "best": dict(steps=700, tta=8, wiener_stride=1, full_budget_voxels=FULL_BUDGET_VOXELS),
+    "best": dict(steps=1000, tta=8, wiener_stride=1, full_budget_voxels=FULL_BUDGET_VOXELS),
 }
 
 
