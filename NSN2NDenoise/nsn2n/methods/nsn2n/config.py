@@ -95,7 +95,8 @@ class NSN2NConfig:
 # best level with balanced there (41.92 / 41.92 dB fp32), so best also trains 1000 steps:
 # in bf16, CT 1e4 41.84 (balanced) / 41.83 (best at 700) / 41.97 dB (best at 1000), MRI
 # 5 % 35.45 / 35.51 / 35.59 dB, real ASL and DWI 44.209 / 44.212 / 44.212 and 31.303 /
-# 31.305 / 31.305 dB (2026-12-04, night; docs/benchmarks.md, Speed).  What did not buy
+# 31.305 / 31.305 dB; in fp32 MRI 35.45 / 35.50 / 35.59 dB but CT 41.92 / 41.92 / 41.91,
+# still level (docs/benchmarks.md, Speed, 2026-12-05).  What did not buy
 # quality before the mix: more steps at width 16 on MRI (500 steps 35.37, 1000 steps
 # 35.24 dB) and two networks averaged (``ensemble=2``: MRI 35.42 fp32, CT 41.18, at 1.8x
 # the time of balanced).
