@@ -245,8 +245,7 @@ def fit_predict(slices: np.ndarray, config: NSN2NConfig,
                          residual_to_noise=round(check.ratio, 3),
                          structure_in_residual=round(check.structure, 3),
                          backoffs=backoffs,
-                         across_to_inplane=(None if noise.across_to_inplane is None
-                                            else round(noise.across_to_inplane, 3)),
+                         across_to_inplane=shared_noise_ratio(noise),
                          warning=run_warning(noise, check))
     return denoised, report
 
@@ -258,8 +257,14 @@ def run_warning(noise: NoiseEstimate, check: MethodNoise) -> Optional[str]:
     0.63x the noise; the check failed after 3 back-offs on an output 2.4 dB better than
     the input, and told the user it may have lost anatomy)."""
     if noise.correlated_across_slices():
-        return ACROSS_SLICES.format(noise.across_to_inplane)
+        return ACROSS_SLICES.format(shared_noise_ratio(noise))
     return WARNING if check.removed_anatomy() else None
+
+
+def shared_noise_ratio(noise: NoiseEstimate) -> Optional[float]:
+    """``noise.across_to_inplane`` as the report holds it and the warning quotes it."""
+    ratio = noise.across_to_inplane
+    return None if ratio is None else round(ratio, 3)
 
 
 # Shown to the user when the method-noise check still fails after backing off.
