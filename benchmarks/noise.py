@@ -57,15 +57,9 @@ def estimate_row(case: str, slices: np.ndarray, true_sigma: Optional[float],
                     noise.correlated_across_slices())
 
 
-def along_slices(values: np.ndarray, kernel: float) -> np.ndarray:
-    """``values`` ``(D + 2, H, W)`` filtered along the slices by [a, 1, a], scaled to keep
-    the variance of white noise: ``(D, H, W)``."""
-    weights = np.array([kernel, 1.0, kernel]) / np.sqrt(1 + 2 * kernel ** 2)
-    return weights[0] * values[:-2] + weights[1] * values[1:-1] + weights[2] * values[2:]
-
-
 def synthetic_rows(seed: int) -> Iterator[NoiseRow]:
-    from Testing.simulators.volumes import add_rician, cases, mri_clean_slab
+    from Testing.simulators.volumes import (add_rician, cases, mri_clean_slab,
+                                            shared_across_slices)
 
     for _, case in cases(("mri1", "mri5", "mri10", "ct1e4", "ct1e6")):
         yield estimate_row(f"synthetic {case.name}", case.noisy, case.sigma,
@@ -76,7 +70,7 @@ def synthetic_rows(seed: int) -> Iterator[NoiseRow]:
     for kernel in SLICE_KERNELS:
         rho = 2 * kernel / (1 + 2 * kernel ** 2)
         rng = np.random.default_rng(seed)
-        real, imaginary = (along_slices(rng.normal(0.0, sigma, margin), kernel)
+        real, imaginary = (shared_across_slices(rng.normal(0.0, sigma, margin), kernel)
                            for _ in range(2))
         noisy = np.sqrt((clean + real) ** 2 + imaginary ** 2)
         yield estimate_row(f"MRI 5 %, complex noise correlated {rho:.2f} across slices",
@@ -85,7 +79,8 @@ def synthetic_rows(seed: int) -> Iterator[NoiseRow]:
         padded = np.concatenate([magnitude[:1], magnitude, magnitude[-1:]])
         # In tissue the magnitude's spread is sigma, and the filter keeps it.
         yield estimate_row(f"MRI 5 %, magnitude resampled ({rho:.2f} across slices)",
-                           along_slices(padded, kernel).astype(np.float32), sigma, True)
+                           shared_across_slices(padded, kernel).astype(np.float32), sigma,
+                           True)
 
 
 def real_rows(folder: Path) -> Iterator[NoiseRow]:

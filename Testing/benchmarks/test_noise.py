@@ -1,19 +1,9 @@
 import json
 
-import numpy as np
 import pytest
 
 from benchmarks import noise as noise_benchmark
-
-
-@pytest.mark.parametrize("kernel", noise_benchmark.SLICE_KERNELS)
-def test_the_slice_filter_keeps_the_variance_and_makes_the_stated_correlation(kernel):
-    white = np.random.default_rng(0).normal(0.0, 2.0, (4002, 8, 8))
-    shared = noise_benchmark.along_slices(white, kernel)
-    assert shared.shape == (4000, 8, 8)
-    assert shared.std() == pytest.approx(2.0, rel=0.02)
-    neighbours = np.corrcoef(shared[1:].ravel(), shared[:-1].ravel())[0, 1]
-    assert neighbours == pytest.approx(2 * kernel / (1 + 2 * kernel ** 2), abs=0.02)
+from Testing.simulators.volumes import shared_across_slices
 
 
 def test_rows_compare_the_estimate_with_the_known_noise_and_are_saved(tmp_path, capsys):
@@ -25,7 +15,7 @@ def test_rows_compare_the_estimate_with_the_known_noise_and_are_saved(tmp_path, 
                                          0.05, True)]
     margin = white_noise(0.05, (16, 64, 64), seed=1)
     rows.append(noise_benchmark.estimate_row(
-        "shared", clean + noise_benchmark.along_slices(margin, 0.5), 0.05, True))
+        "shared", clean + shared_across_slices(margin, 0.5), 0.05, True))
     rows.append(noise_benchmark.NoiseRow("no repeat", None, 1.0, 1.1, False))
     assert not rows[0].correlated and rows[1].correlated
     assert rows[0].ratio == pytest.approx(1.0, abs=0.25) and rows[1].ratio < 0.6

@@ -6,7 +6,7 @@ from nsn2n.filters import gaussian_lowpass, split_bands
 from nsn2n.noise import estimate_noise, rician_background_sigma, robust_std, tissue_mask
 from nsn2n.refine.guard import BAND_SCALES
 from Testing.helpers import changing_anatomy, white_noise
-from Testing.simulators.volumes import add_rician
+from Testing.simulators.volumes import add_rician, shared_across_slices
 
 
 def test_white_noise_sigma_spectrum_and_bands():
@@ -30,20 +30,13 @@ def test_in_plane_correlated_noise_keeps_its_spectrum_and_marginal_sigma():
     assert float(estimate.spectrum[0, 0]) > 3 * float(estimate.spectrum[-1, -1])
 
 
-def shared_by_neighbouring_slices(noise, kernel):
-    """``noise`` (D + 2, H, W) filtered along the slices by [a, 1, a] (variance kept):
-    neighbouring slices correlated 2a / (1 + 2a^2)."""
-    weights = np.array([kernel, 1.0, kernel]) / np.sqrt(1 + 2 * kernel ** 2)
-    return weights[0] * noise[:-2] + weights[1] * noise[1:-1] + weights[2] * noise[2:]
-
-
 @pytest.mark.parametrize("kernel, low, high", [(0.25, 0.55, 0.72), (0.5, 0.3, 0.5)])
 def test_noise_shared_by_neighbouring_slices_is_recognised(kernel, low, high):
     # Correlations 0.44 and 0.67 between neighbouring slices (through-plane resampling):
     # second differences across slices then carry (6 - 8 rho_1 + 2 rho_2) / 6 of the
     # variance, 0.42 and 0.16, so the ratio is about 0.65 and 0.4 (x 0.95, the flat
     # voxels' own bias measured on independent noise below).
-    noise = shared_by_neighbouring_slices(white_noise(0.1, (26, 96, 96)), kernel)
+    noise = shared_across_slices(white_noise(0.1, (26, 96, 96)), kernel)
     estimate = estimate_noise(noise + 0.5, BAND_SCALES)
     assert low < estimate.across_to_inplane < high
     assert estimate.correlated_across_slices()

@@ -58,6 +58,14 @@ def add_rician(clean: np.ndarray, sigma: float, seed: int) -> np.ndarray:
     return np.sqrt(real ** 2 + imaginary ** 2).astype(np.float32)
 
 
+def shared_across_slices(values: np.ndarray, kernel: float) -> np.ndarray:
+    """``values`` ``(D + 2, H, W)`` filtered along the slices by [a, 1, a] and scaled to
+    keep the variance of white noise, ``(D, H, W)``: neighbouring slices then share their
+    noise with correlation 2a / (1 + 2a^2), as after through-plane resampling."""
+    weights = np.array([kernel, 1.0, kernel]) / np.sqrt(1 + 2 * kernel ** 2)
+    return weights[0] * values[:-2] + weights[1] * values[1:-1] + weights[2] * values[2:]
+
+
 def body_mask(clean: np.ndarray, fraction: float = 0.05) -> np.ndarray:
     """Voxels above a small fraction of the clean range, holes filled slice by slice."""
     from scipy import ndimage

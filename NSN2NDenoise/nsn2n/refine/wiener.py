@@ -96,7 +96,7 @@ def empirical_wiener(noisy: np.ndarray, pilot: np.ndarray,
     total = torch.zeros((pz,) + plane)  # rows first .. first + pz - 1
     weight = torch.zeros((pz,) + plane)
     kept = None if kept_noise is None else torch.zeros((pz,) + plane)
-    squared = (cz * cz, cy * cy, cx * cx)
+    squared = None if kept is None else (cz * cz, cy * cy, cx * cx)
     first = 0
     band = max(1, BAND_PATCHES // ((plane[1] - px) // sx + 1))  # patch rows per band
 

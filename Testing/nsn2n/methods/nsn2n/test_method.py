@@ -181,10 +181,10 @@ def test_noise_shared_by_neighbouring_slices_is_what_the_run_warns_about(phantom
     from nsn2n.metrics import MethodNoise
     from nsn2n.noise import ACROSS_SLICE_RATIO
 
-    rng = np.random.default_rng(0)
-    white = rng.normal(0, 0.08, (phantom.shape[0] + 2,) + phantom.shape[1:])
-    shared = 0.5 * white[:-2] + white[1:-1] + 0.5 * white[2:]  # neighbours correlated 0.67
-    noisy = (phantom + shared * 0.08 / shared.std()).astype(np.float32)
+    from Testing.simulators.volumes import shared_across_slices
+
+    white = np.random.default_rng(0).normal(0, 0.08, (phantom.shape[0] + 2,) + phantom.shape[1:])
+    noisy = (phantom + shared_across_slices(white, 0.5)).astype(np.float32)  # correlation 0.67
     _, report = fit_predict(noisy, NSN2NConfig(**dict(TINY, steps=10)))
     assert report.across_to_inplane < ACROSS_SLICE_RATIO
     assert report.warning == ACROSS_SLICES.format(report.across_to_inplane)
