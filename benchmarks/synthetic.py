@@ -32,6 +32,9 @@ from Testing.simulators.volumes import BenchCase, cases
 from . import baselines, targets
 from .report import machine, markdown_table, save
 
+# Every refinement stage after the network off: the network's output as it is.
+STAGES_OFF = dict(wiener_stride=0, nonlocal_strength=0.0, block_stride=0)
+
 
 @dataclasses.dataclass
 class Row:
@@ -113,8 +116,7 @@ def learned_rows(case: BenchCase, presets: List[str], seed: int, log, picture_di
         return rows
     budget = dict(steps=10 ** 6, max_seconds=balanced_seconds, seed=seed)
     plain = NSN2NConfig(use_mask=False, lambda_rc=0.0, lambda_ic=0.0, run_length=2,
-                        average_tail=0.0, tta=1, guard_factor=0.0, wiener_stride=0,
-                        nonlocal_strength=0.0, **budget)
+                        average_tail=0.0, tta=1, guard_factor=0.0, **STAGES_OFF, **budget)
     out, seconds, report = run_nsn2n(case, DenoiseOptions(seed=seed), plain)
     rows.append(score(case, targets.PLAIN, out, seconds,
                       f"same training time, {report.steps} steps" + _recoveries(report)))
@@ -124,7 +126,7 @@ def learned_rows(case: BenchCase, presets: List[str], seed: int, log, picture_di
     # values from the noisy magnitude, floor included (measured on MRI 5 %: whole-volume
     # SSIM 0.505 with the guard).  No Rician bias to correct either.
     supervised = dataclasses.replace(config_for("balanced"), guard_factor=0.0,
-                                     wiener_stride=0, nonlocal_strength=0.0, **budget)
+                                     **STAGES_OFF, **budget)
     out, seconds, report = run_nsn2n(case, DenoiseOptions(seed=seed, bias_correction=False),
                                      supervised, case.clean)
     rows.append(score(case, targets.SUPERVISED, out, seconds,
@@ -135,14 +137,13 @@ def learned_rows(case: BenchCase, presets: List[str], seed: int, log, picture_di
 
 ABLATIONS = [
     ("paper recipe: pairs (K=2), last weights, no TTA",
-     dict(run_length=2, average_tail=0.0, tta=1, wiener_stride=0, nonlocal_strength=0.0)),
-    ("+ runs of K=4 slices",
-     dict(average_tail=0.0, tta=1, wiener_stride=0, nonlocal_strength=0.0)),
-    ("+ weights averaged over the last quarter",
-     dict(tta=1, wiener_stride=0, nonlocal_strength=0.0)),
-    ("+ 8-fold test-time augmentation", dict(wiener_stride=0, nonlocal_strength=0.0)),
-    ("+ the empirical Wiener stage", dict(nonlocal_strength=0.0)),
-    ("+ guided non-local means, mixed with it by their risk (the product)", dict()),
+     dict(run_length=2, average_tail=0.0, tta=1, **STAGES_OFF)),
+    ("+ runs of K=4 slices", dict(average_tail=0.0, tta=1, **STAGES_OFF)),
+    ("+ weights averaged over the last quarter", dict(tta=1, **STAGES_OFF)),
+    ("+ 8-fold test-time augmentation", dict(STAGES_OFF)),
+    ("+ the empirical Wiener stage", dict(nonlocal_strength=0.0, block_stride=0)),
+    ("+ guided non-local means, mixed with it by their risk", dict(block_stride=0)),
+    ("+ block matching, the three mixed by their risk (the product)", dict()),
     ("product without the mask (W = 1)", dict(use_mask=False)),
     ("product without L_RC and L_IC", dict(lambda_rc=0.0, lambda_ic=0.0)),
     ("product without the residual guard", dict(guard_factor=0.0)),
@@ -155,10 +156,11 @@ LOW_NOISE = [
     (targets.BALANCED, "balanced", dict()),
     ("`balanced` without the Wiener stage", "balanced", dict(wiener_stride=0)),
     ("`balanced` without guided non-local means", "balanced", dict(nonlocal_strength=0.0)),
+    ("`balanced` without block matching", "balanced", dict(block_stride=0)),
     ("`balanced` without the residual guard", "balanced", dict(guard_factor=0.0)),
     # The product as it was before the tau cap, the guard and the two refinement stages.
     ("`balanced` with the paper's fixed tau, no guard, no refinement stages", "balanced",
-     dict(guard_factor=0.0, tau_cap=None, wiener_stride=0, nonlocal_strength=0.0)),
+     dict(guard_factor=0.0, tau_cap=None, **STAGES_OFF)),
 ]
 
 

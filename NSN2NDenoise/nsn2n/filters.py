@@ -62,6 +62,19 @@ def padded_index(length: int, patch: int, stride: int) -> torch.Tensor:
     return mirror_index(0, patch + steps * stride, length)
 
 
+def patch_positions(shape: Sequence[int], patch: Sequence[int], stride: int) -> int:
+    """How many patches of ``patch`` (clipped to ``shape``) every ``stride`` voxels
+    (:func:`padded_index`) cover a stack of ``shape``; 0 for stride 0.  Not proportional
+    to the voxels: along each axis ceil((n - patch) / stride) + 1."""
+    if stride == 0:
+        return 0
+    count = 1
+    for n, p in zip(shape, patch):
+        p = min(p, n)
+        count *= math.ceil((n - p) / min(stride, p)) + 1
+    return count
+
+
 def dct_basis(size: int) -> torch.Tensor:
     """Orthonormal DCT-II matrix; row ``k`` is the ``k``-th basis vector."""
     k = torch.arange(size, dtype=torch.float64)[:, None]

@@ -44,6 +44,8 @@ def test_any_slice_axis_keeps_shape_type_and_geometry(phantom, axis):
     assert result.array.shape == array.shape and result.array.dtype == np.int16
     assert result.geometry == geometry
     assert not report.bias_correction
+    # CT (here from its Hounsfield units) is refined without block matching.
+    assert set(report.stage_weights) == {"nonlocal", "wiener"}
 
 
 def test_mri_gets_rician_correction_and_darker_background(phantom):
@@ -54,6 +56,7 @@ def test_mri_gets_rician_correction_and_darker_background(phantom):
                      DenoiseOptions(bias_correction=False, **FAST))
     corrected, report = denoise(Volume(noisy, Geometry.identity()), DenoiseOptions(**FAST))
     assert report.modality == "MR" and report.bias_correction
+    assert set(report.stage_weights) == {"nonlocal", "block_matching", "wiener"}
     assert report.rician_sigma == pytest.approx(50, rel=0.2)
     air = clean == 0
     # 40 steps leave the air noisy; the correction still pulls its floor well down

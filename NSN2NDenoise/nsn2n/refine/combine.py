@@ -1,46 +1,45 @@
-"""Mix the Wiener stage and the guided non-local means by Stein's unbiased risk estimate.
+"""Mix the refinement stages by Stein's unbiased risk estimate.
 
-Both stages are linear in the noisy data once their pilot / guide is fixed, so each one's
-expected error can be estimated without a clean image (SURE): for ``f`` linear in
-``y = x + n``,
+Every stage (guided non-local means, the Wiener stage, block matching) is linear in the
+noisy data once its pilot / guide / matching is fixed, so each one's expected error can be
+estimated without a clean image (SURE): for ``f`` linear in ``y = x + n``,
 
     E |f - x|^2 = E |f - y|^2 - sum_i Var(n_i) + 2 sum_i Cov(f_i, n_i),
 
 where ``Cov(f_i, n_i) = sum_j J_ij C_ji`` is the noise of voxel ``i`` that ``f`` keeps
 (``J`` the stage's linear map, ``C`` the noise covariance: in-plane correlated for CT,
-independent across slices).  The mix ``f_N + alpha (f_W - f_N)`` has a risk quadratic in
-``alpha``; its minimum is
+independent across slices).  A mix ``sum_s b_s f_s`` with weights on the simplex has a
+risk quadratic in ``b``,
 
-    alpha = -(sum (f_W - f_N)(f_N - y) + K_W - K_N) / sum (f_W - f_N)^2,
+    b^T G b + 2 b^T K + constant,   G_st = sum (f_s - y)(f_t - y),
 
-clipped to [0, 1], with ``K`` each stage's kept noise summed over the same voxels: the
-whole stack.  Over the anatomy alone (``noise.tissue_mask``, which leaves out dark anatomy
-such as CSF, where the non-local stage is the better one) ``alpha`` was 0.77 on the
-synthetic MRI 10 % case, 0.3 dB below the plain mean; over the whole stack 0.53, level
-with it.  An exactly constant background (zero-filled, outside a CT's field of view) adds
-the same to both risks but for their kept noise there, about 0.2 % of the noise for either
-stage (605 equal non-local weights; one DCT coefficient of 512).  One ``alpha`` per
-volume: a per-voxel ``alpha`` from Gaussian windows of 4-16 px scored within 0.04 dB of it
-on MRI and 0.1-0.24 dB below it on CT 1e4 (docs/nsn2n.md, "Mixing the two stages").
-Until 2026-12-04 the product took the plain mean (``alpha`` 0.5), which halved the Wiener
-stage's gain wherever the non-local stage found no similar voxels (nearly clean MRI:
-1.3 dB; real 6 mm MRI).  The pilot and the guide are the network output, which itself
-depends on the noise; SURE treats them as fixed, so ``alpha`` is an estimate, measured as
-such in the benchmarks.
+with ``K`` each stage's kept noise summed over the same voxels: the whole stack
+(:func:`sure_weights` minimises it; for two stages this is the clipped
+``alpha = -(sum (f_W - f_N)(f_N - y) + K_W - K_N) / sum (f_W - f_N)^2``).  Over the
+anatomy alone (``noise.tissue_mask``, which leaves out dark anatomy such as CSF, where the
+non-local stage is the better one) the Wiener stage's ``alpha`` against the non-local
+stage was 0.77 on the synthetic MRI 10 % case, 0.3 dB below the plain mean; over the whole
+stack 0.53, level with it.  An exactly constant background (zero-filled, outside a CT's
+field of view) adds the same to every risk but for their kept noise there, about 0.2 % of
+the noise for either of those two stages (605 equal non-local weights; one DCT coefficient
+of 512).  One set of weights per volume: a per-voxel ``alpha`` from Gaussian windows of
+4-16 px scored within 0.04 dB of it on MRI and 0.1-0.24 dB below it on CT 1e4
+(docs/nsn2n.md, "Mixing the two stages").  Until 2026-12-04 the product took the plain
+mean, which halved the Wiener stage's gain wherever the non-local stage found no similar
+voxels (nearly clean MRI: 1.3 dB; real 6 mm MRI).  The pilot and the guide are the network
+output, which itself depends on the noise; SURE treats them as fixed, so the weights are
+an estimate, measured as such in the benchmarks.
 """
 
 from __future__ import annotations
 
-from typing import Optional
+import itertools
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
 from ..filters import dct_basis
-
-# Without a risk to compare (no anatomy, or identical stages), the plain mean.
-FALLBACK_WEIGHT = 0.5
-
 
 class KeptNoise:
     """Accumulates ``sum_i Cov(f_i, n_i)`` of a linear stage over every voxel.
@@ -100,28 +99,54 @@ def in_plane_autocovariance(spectrum: torch.Tensor, radius: int) -> torch.Tensor
     return lags.float()
 
 
-def sure_weight(noisy: np.ndarray, wiener: np.ndarray, nonlocal_means: np.ndarray,
-                kept_wiener: float, kept_nonlocal: float, chunk: int = 4) -> float:
-    """The weight ``alpha`` of the Wiener stage in ``f_N + alpha (f_W - f_N)`` that
-    minimises the summed risk (module docstring); all ``(D, H, W)``."""
-    apart = towards = 0.0
+def sure_weights(noisy: np.ndarray, stages: Sequence[np.ndarray], kept: Sequence[float],
+                 chunk: int = 4) -> Tuple[float, ...]:
+    """The weights (non-negative, summing to 1) of ``stages`` in the mix that minimises
+    the summed risk (module docstring), all ``(D, H, W)``; ``kept`` each stage's kept
+    noise.  The risk is quadratic in the weights, ``b^T G b + 2 b^T k`` plus a constant
+    (``G`` the Gram matrix of the stages' differences from the input), so its minimum on
+    the simplex is the least of the minima on each face (a few stages: every face)."""
+    count = len(stages)
+    if count != len(kept) or count == 0:
+        raise ValueError("need one kept noise per stage, and a stage")
+    gram = np.zeros((count, count))
     for first in range(0, noisy.shape[0], chunk):
         y = noisy[first:first + chunk].astype(np.float64).ravel()
-        n = nonlocal_means[first:first + chunk].astype(np.float64).ravel()
-        difference = wiener[first:first + chunk].ravel() - n
-        apart += float(np.dot(difference, difference))
-        towards += float(np.dot(difference, n - y))
-    if not apart > 0:
-        return FALLBACK_WEIGHT
-    return float(np.clip(-(towards + kept_wiener - kept_nonlocal) / apart, 0.0, 1.0))
+        differences = np.stack([stage[first:first + chunk].astype(np.float64).ravel() - y
+                                for stage in stages])
+        gram += differences @ differences.T
+    kept = np.asarray(kept, dtype=np.float64)
+    spread = np.diag(gram)[:, None] + np.diag(gram)[None, :] - 2 * gram
+    if not spread.max() > 0:  # the stages agree everywhere: no risk to compare
+        return (1.0 / count,) * count
+    best, least = None, np.inf
+    for size in range(1, count + 1):
+        for face in itertools.combinations(range(count), size):
+            # Stationary point on the face's plane (sum of weights 1), by its KKT system.
+            system = np.ones((size + 1, size + 1))
+            system[:size, :size] = gram[np.ix_(face, face)]
+            system[size, size] = 0.0
+            try:
+                solution = np.linalg.solve(system, np.append(-kept[list(face)], 1.0))
+            except np.linalg.LinAlgError:
+                continue
+            if np.any(solution[:size] < 0):
+                continue
+            weights = np.zeros(count)
+            weights[list(face)] = solution[:size]
+            risk = weights @ gram @ weights + 2 * weights @ kept
+            if risk < least:
+                best, least = weights, risk
+    return tuple(float(w) for w in best)
 
 
-def mix(wiener: np.ndarray, nonlocal_means: np.ndarray, weight: float,
-        out: Optional[np.ndarray] = None) -> np.ndarray:
-    """``nonlocal_means + weight (wiener - nonlocal_means)``, written into ``out`` (which may
-    be ``wiener``) when given."""
-    out = np.empty_like(wiener) if out is None else out
-    np.subtract(wiener, nonlocal_means, out=out)
-    out *= weight
-    out += nonlocal_means
+def mix(stages: Sequence[np.ndarray], weights: Sequence[float],
+        out: Optional[np.ndarray] = None, chunk: int = 8) -> np.ndarray:
+    """``sum_s weights[s] stages[s]`` (float32), written into ``out`` (which may be one of
+    the stages) when given; a few slices at a time, so without a whole-volume temporary."""
+    out = np.empty(stages[0].shape, np.float32) if out is None else out
+    for first in range(0, out.shape[0], chunk):
+        part = slice(first, first + chunk)
+        out[part] = sum(weight * stage[part].astype(np.float32)
+                        for stage, weight in zip(stages, weights))
     return out

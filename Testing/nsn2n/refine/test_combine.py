@@ -3,8 +3,7 @@ import pytest
 import torch
 
 from nsn2n.filters import dct_basis
-from nsn2n.refine.combine import (FALLBACK_WEIGHT, KeptNoise, in_plane_autocovariance, mix,
-                                  sure_weight)
+from nsn2n.refine.combine import KeptNoise, in_plane_autocovariance, mix, sure_weights
 from nsn2n.refine.nonlocal_means import guided_nonlocal_means
 from nsn2n.refine.wiener import empirical_wiener
 from Testing.helpers import smooth_phantom, white_noise
@@ -123,32 +122,63 @@ def risk_weight_cases(seed):
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_sure_weight_is_near_the_weight_a_clean_image_would_choose(seed):
+def test_sure_weights_are_near_the_weights_a_clean_image_would_choose(seed):
     clean, noisy, box, kept_box, sigma = risk_weight_cases(seed)
     kept_noisy = sigma ** 2 * noisy.size
-    weight = sure_weight(noisy, box, noisy, kept_box, kept_noisy)
+    weights = sure_weights(noisy, [box, noisy], [kept_box, kept_noisy])
     difference = (box - noisy).astype(np.float64).ravel()
     oracle = float(np.clip(np.dot(difference, (clean - noisy).ravel()) /
                            np.dot(difference, difference), 0, 1))
     assert 0 < oracle < 1  # the mix beats both: a real choice to make
-    assert weight == pytest.approx(oracle, abs=0.05)
-    # The weight, read the other way round, gives the same mix.
-    swapped = sure_weight(noisy, noisy, box, kept_noisy, kept_box)
-    assert swapped == pytest.approx(1 - weight, abs=1e-6)
+    assert weights[0] == pytest.approx(oracle, abs=0.05)
+    assert sum(weights) == pytest.approx(1.0)
+    # Read the other way round, the same mix.
+    swapped = sure_weights(noisy, [noisy, box], [kept_noisy, kept_box])
+    assert swapped == pytest.approx(weights[::-1], abs=1e-6)
 
 
-def test_sure_weight_prefers_the_stage_that_is_right_and_falls_back_without_a_choice():
+def test_sure_weights_of_three_stages_find_the_best_mix_on_the_simplex():
+    """Three linear estimates (3x3 box, 5x5 box, the input): the weights minimise the
+    estimated risk over every mix, within a fine grid's best, and score within a small
+    margin of the mix a clean image would choose."""
+    clean, noisy, box3, kept3, sigma = risk_weight_cases(0)
+    box5 = torch.nn.functional.avg_pool2d(torch.from_numpy(noisy)[:, None], 5, 1, 2,
+                                          count_include_pad=False)[:, 0].numpy()
+    count = torch.nn.functional.avg_pool2d(torch.ones((1, 1) + clean.shape[1:]), 5, 1, 2,
+                                           divisor_override=1)[0, 0]
+    kept5 = float((sigma ** 2 / count).sum()) * clean.shape[0]
+    stages, kept = [box3, box5, noisy], [kept3, kept5, sigma ** 2 * noisy.size]
+    weights = np.array(sure_weights(noisy, stages, kept))
+    assert np.all(weights >= 0) and weights.sum() == pytest.approx(1.0)
+
+    def risk(w):
+        out = sum(wi * st.astype(np.float64) for wi, st in zip(w, stages))
+        return float(((out - noisy) ** 2).sum()) + 2 * float(np.dot(w, kept))
+
+    def error(w):
+        return float(((sum(wi * st for wi, st in zip(w, stages)) - clean) ** 2).sum())
+
+    grid = [np.array([a, b, 1 - a - b]) for a in np.linspace(0, 1, 41)
+            for b in np.linspace(0, 1, 41) if a + b <= 1 + 1e-9]
+    assert risk(weights) <= min(risk(w) for w in grid) + 1e-9
+    assert error(weights) <= 1.02 * min(error(w) for w in grid)
+
+
+def test_sure_weights_prefer_the_stage_that_is_right_and_split_evenly_without_a_choice():
     clean, noisy, _, _, sigma = risk_weight_cases(0)
     kept_noisy = sigma ** 2 * noisy.size
-    assert sure_weight(noisy, clean, noisy, 0.0, kept_noisy) == 1.0
-    assert sure_weight(noisy, noisy, clean, kept_noisy, 0.0) == 0.0
-    assert sure_weight(noisy, clean, clean, 0.0, 0.0) == FALLBACK_WEIGHT
+    assert sure_weights(noisy, [clean, noisy], [0.0, kept_noisy]) == (1.0, 0.0)
+    assert sure_weights(noisy, [noisy, clean], [kept_noisy, 0.0]) == (0.0, 1.0)
+    assert sure_weights(noisy, [clean, clean, clean], [0.0] * 3) == (1 / 3,) * 3
+    with pytest.raises(ValueError):
+        sure_weights(noisy, [clean, noisy], [0.0])
 
 
-def test_mix_is_the_weighted_mean_and_may_overwrite_the_wiener_stage():
-    wiener = np.full((2, 3, 3), 4.0, np.float32)
-    nonlocal_means = np.zeros((2, 3, 3), np.float32)
-    np.testing.assert_allclose(mix(wiener, nonlocal_means, 0.25), 1.0)
-    out = mix(wiener, nonlocal_means, 0.75, out=wiener)
-    assert out is wiener
-    np.testing.assert_allclose(wiener, 3.0)
+def test_mix_is_the_weighted_sum_and_may_overwrite_a_stage():
+    first = np.full((20, 3, 3), 4.0, np.float32)
+    second = np.zeros((20, 3, 3), np.float32)
+    third = np.full((20, 3, 3), 8.0, np.float32)
+    np.testing.assert_allclose(mix([first, second], [0.25, 0.75]), 1.0)
+    out = mix([first, second, third], [0.5, 0.25, 0.25], out=first)  # chunked, in place
+    assert out is first
+    np.testing.assert_allclose(first, 4.0)

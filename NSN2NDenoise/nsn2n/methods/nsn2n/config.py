@@ -6,6 +6,7 @@ import dataclasses
 import math
 from typing import Dict, Optional, Tuple
 
+from ...refine.block_matching import STRIDE as BLOCK_STRIDE
 from ...refine.guard import FACTOR as GUARD_FACTOR
 from ...refine.nonlocal_means import STRENGTH as NONLOCAL_STRENGTH
 from ...refine.wiener import STRIDE as WIENER_STRIDE
@@ -41,6 +42,7 @@ class NSN2NConfig:
     average_tail: float = 0.25  # fraction of the budget whose weights are averaged
     wiener_stride: int = WIENER_STRIDE  # patch spacing of the Wiener stage; 0: off
     nonlocal_strength: float = NONLOCAL_STRENGTH  # guided non-local means; 0: off
+    block_stride: int = BLOCK_STRIDE  # reference spacing of block matching; 0: off
     guard_factor: float = GUARD_FACTOR  # 0 turns the residual guard off
     seed: int = 0
     device: str = "auto"
@@ -70,6 +72,7 @@ class NSN2NConfig:
             (0 <= self.average_tail < 1, "average_tail must be in [0, 1)"),
             (0 <= self.wiener_stride <= 8, "wiener_stride must be in 0..8"),
             (self.nonlocal_strength >= 0, "nonlocal_strength must be >= 0"),
+            (0 <= self.block_stride <= 4, "block_stride must be in 0..4"),
             (self.guard_factor >= 0, "guard_factor must be >= 0"),
         ]
         for ok, message in checks:

@@ -40,7 +40,10 @@ from ...metrics import MethodNoise, method_noise
 from ...nets import MeanOf, UNet2d
 from ...noise import NoiseEstimate, band_stds, estimate_noise, rician_background_sigma
 from ...options import DenoiseOptions
-from ...refine.combine import KeptNoise, in_plane_autocovariance, mix, sure_weight
+from ...filters import patch_positions
+from ...refine.block_matching import CUBE as BLOCK_CUBE
+from ...refine.block_matching import ProbeNoise, block_matching_wiener
+from ...refine.combine import KeptNoise, in_plane_autocovariance, mix, sure_weights
 from ...refine.guard import BAND_SCALES, residual_guard
 from ...refine.nonlocal_means import SEARCH as NONLOCAL_SEARCH
 from ...refine.nonlocal_means import guided_nonlocal_means
@@ -68,9 +71,9 @@ class NSN2NReport(RunReport):
     matched_fraction: float = float("nan")  # share of pixels W marks as matched
     tau: float = float("nan")  # the mask threshold used, on the normalised scale
     guard_returned: float = 0.0  # share of the removed energy the guard gave back
-    # The Wiener stage's weight in its mix with the guided non-local means
-    # (refine/combine.py); None when either stage is off.
-    wiener_weight: Optional[float] = None
+    # Each refinement stage's weight in their mix (refine/combine.py): "nonlocal",
+    # "block_matching", "wiener"; None when one stage alone is on.
+    stage_weights: Optional[Dict[str, float]] = None
     bias_correction: bool = False
     rician_sigma: Optional[float] = None  # in the input's units, when corrected
     # The noise the run used: standard deviation on the anatomy, in the input's units
@@ -225,7 +228,7 @@ def fit_predict(slices: np.ndarray, config: NSN2NConfig,
                                   multiple=2 ** config.depth,
                                   transforms=TTA_ELEMENTS[config.tta], dtype=dtype,
                                   progress=progress, cancel=cancel)
-    denoised, returned, weight = refine(slices, denoised, noise, config, progress, cancel,
+    denoised, returned, weights = refine(slices, denoised, noise, config, progress, cancel,
                                         stopwatch)
     with stopwatch("check"):
         denoised, check, backoffs = back_off(slices, denoised, noise, config, cancel)
@@ -238,7 +241,8 @@ def fit_predict(slices: np.ndarray, config: NSN2NConfig,
                          precision=precision_of(dtype), phase_seconds=stopwatch.rounded(),
                          matched_fraction=round(matched, 4), tau=round(tau, 4),
                          guard_returned=round(returned, 4),
-                         wiener_weight=None if weight is None else round(weight, 4),
+                         stage_weights=None if weights is None else {
+                             name: round(weight, 4) for name, weight in weights.items()},
                          noise_sigma=noise.sigma,
                          air_sigma=noise.air_sigma,
                          residual_rms=check.residual_rms,
@@ -304,13 +308,13 @@ def back_off(slices: np.ndarray, denoised: np.ndarray, noise: NoiseEstimate,
 def refine(slices: np.ndarray, network_output: np.ndarray, noise: NoiseEstimate,
            config: NSN2NConfig, progress: Optional[ProgressCallback] = None,
            cancel: Optional[CancelEvent] = None, stopwatch: Optional[Stopwatch] = None
-           ) -> Tuple[np.ndarray, float, Optional[float]]:
+           ) -> Tuple[np.ndarray, float, Optional[Dict[str, float]]]:
     """The product's output from the network's (float32, written into ``network_output``):
-    guided non-local means with the network output as guide; the Wiener stage with it as
-    pilot once the guard has given back what it removed and stands out from the noise;
-    the two mixed by their estimated risk, guarded.  Returns it, the share of the removed
-    energy the last guard gave back and the Wiener stage's weight in the mix (None when
-    one stage is off).
+    guided non-local means with the network output as guide; block matching and the
+    Wiener stage with it as pilot once the guard has given back what it removed and
+    stands out from the noise; the stages mixed by their estimated risk, guarded.
+    Returns it, the share of the removed energy the last guard gave back and each
+    stage's weight in the mix (None when one stage alone is on).
 
     The pilot is guarded because the Wiener gain P^2 / (P^2 + s^2) shrinks every
     coefficient the pilot lacks: where the network removed anatomy (thick slices,
@@ -322,44 +326,54 @@ def refine(slices: np.ndarray, network_output: np.ndarray, noise: NoiseEstimate,
     """
     stopwatch = Stopwatch() if stopwatch is None else stopwatch
     guard = config.guard_factor > 0
-    both = config.nonlocal_strength > 0 and config.wiener_stride > 0
-    kept_nonlocal = kept_wiener = None
-    if both:  # what each stage keeps of the noise: their risks
-        lags = in_plane_autocovariance(noise.spectrum, max(NONLOCAL_SEARCH[1:]))
-        kept_nonlocal, kept_wiener = KeptNoise(lags), KeptNoise(lags)
-    guided = None
+    several = sum((config.nonlocal_strength > 0, config.wiener_stride > 0,
+                   config.block_stride > 0)) > 1
+    lags = in_plane_autocovariance(noise.spectrum, max(NONLOCAL_SEARCH[1:]))
+    stages: Dict[str, np.ndarray] = {}
+    kept: Dict[str, float] = {}  # what each stage keeps of the noise: their risks
     if config.nonlocal_strength > 0:  # before the guard and the Wiener stage overwrite it
+        counter = KeptNoise(lags) if several else None
         with stopwatch("nonlocal"):
-            guided = guided_nonlocal_means(slices, network_output, noise.sigma ** 2,
-                                           config.nonlocal_strength, progress=progress,
-                                           cancel=cancel, kept_noise=kept_nonlocal)
-    denoised = network_output
-    if config.wiener_stride > 0:
-        pilot = denoised
-        if guard:
-            with stopwatch("guard"):
-                pilot, _ = residual_guard(slices, pilot, config.guard_factor, inplace=True,
-                                          cancel=cancel, noise_std=noise.bands)
+            stages["nonlocal"] = guided_nonlocal_means(
+                slices, network_output, noise.sigma ** 2, config.nonlocal_strength,
+                progress=progress, cancel=cancel, kept_noise=counter)
+        kept["nonlocal"] = counter.total if several else 0.0
+    pilot = network_output
+    if guard and (config.block_stride > 0 or config.wiener_stride > 0):
+        with stopwatch("guard"):
+            pilot, _ = residual_guard(slices, pilot, config.guard_factor, inplace=True,
+                                      cancel=cancel, noise_std=noise.bands)
+    if config.block_stride > 0:
+        with stopwatch("block"):
+            probe = ProbeNoise(lags, *slices.shape[1:], config.seed) if several else None
+            stages["block_matching"], kept["block_matching"] = block_matching_wiener(
+                slices, pilot, noise.sigma ** 2, stride=config.block_stride, probe=probe,
+                progress=progress, cancel=cancel)
+    if config.wiener_stride > 0:  # last: it writes into the pilot
+        counter = KeptNoise(lags) if several else None
         with stopwatch("wiener"):
-            denoised = empirical_wiener(slices, pilot, wiener_variance(noise, slices.shape),
-                                        stride=config.wiener_stride, inplace=True,
-                                        progress=progress, cancel=cancel,
-                                        kept_noise=kept_wiener)
-    weight = None
-    if both:
-        # The stages err differently (refine/nonlocal_means.py: their mean beat the better
-        # of them by 0.5 dB on synthetic MRI), and by how much depends on the volume.
-        weight = sure_weight(slices, denoised, guided, kept_wiener.total, kept_nonlocal.total)
-        denoised = mix(denoised, guided, weight, out=denoised)
-    elif guided is not None:
-        denoised = guided
+            stages["wiener"] = empirical_wiener(
+                slices, pilot, wiener_variance(noise, slices.shape),
+                stride=config.wiener_stride, inplace=True, progress=progress, cancel=cancel,
+                kept_noise=counter)
+        kept["wiener"] = counter.total if several else 0.0
+    weights = None
+    if several:
+        # The stages err differently (refine/nonlocal_means.py: the mean of the non-local
+        # and Wiener stages beat the better of them by 0.5 dB on synthetic MRI), and by
+        # how much depends on the volume.
+        weights = dict(zip(stages, sure_weights(slices, list(stages.values()),
+                                                 [kept[name] for name in stages])))
+        denoised = mix(list(stages.values()), list(weights.values()), out=network_output)
+    else:
+        denoised = next(iter(stages.values()), network_output)
     returned = 0.0
     if guard:
         with stopwatch("guard"):
             denoised, returned = residual_guard(slices, denoised, config.guard_factor,
                                                 inplace=True, cancel=cancel,
                                                 noise_std=noise.bands)
-    return denoised, returned, weight
+    return denoised, returned, weights
 
 
 def wiener_variance(noise: NoiseEstimate, shape: Tuple[int, int, int]) -> torch.Tensor:
@@ -374,7 +388,7 @@ def wiener_variance(noise: NoiseEstimate, shape: Tuple[int, int, int]) -> torch.
 # The report's phases (fit_predict's stopwatch) in the phases progress is reported in.
 PROGRESS_PHASE = {"noise": "prepare", "mask": "prepare", "train": "train",
                   "predict": "predict", "nonlocal": "refine", "wiener": "refine",
-                  "guard": "refine", "check": "refine"}
+                  "block": "refine", "guard": "refine", "check": "refine"}
 # A run that starts from a saved network (``--model``) trains this share of the preset's
 # steps unless told otherwise: python -m benchmarks transfer measures it.
 FINE_TUNE_SHARE = 0.25
@@ -391,28 +405,26 @@ PROBE, PROBE_STEPS = (8, 256), 8
 BUDGET_FLOOR_SHARE, BUDGET_FLOOR_STEPS = 0.3, 200
 
 
-def wiener_positions(shape: Tuple[int, int, int], stride: int) -> int:
-    """How many patches the Wiener stage transforms on a stack of ``shape``: its cost.
-    Not proportional to the voxels: along each axis (n - patch) / stride + 1, so the
-    8-slice probe has one patch position through its depth where 48 slices have 41."""
-    if stride == 0:
-        return 0
-    count = 1
-    for n, p in zip(shape, WIENER_PATCH):
-        p = min(p, n)
-        count *= math.ceil((n - p) / min(stride, p)) + 1
-    return count
+def positions(phase: str, shape: Tuple[int, int, int], config: NSN2NConfig) -> int:
+    """How many patches the Wiener stage (phase "wiener") transforms, or how many
+    references block matching (phase "block") matches, on a stack of ``shape``: their
+    cost.  Not proportional to the voxels: the 8-slice probe has one Wiener patch position
+    through its depth where 48 slices have 21."""
+    if phase == "wiener":
+        return patch_positions(shape, WIENER_PATCH, config.wiener_stride)
+    return patch_positions(shape, BLOCK_CUBE, config.block_stride)
 
 
 @dataclasses.dataclass(frozen=True)
 class Costs:
     """What a run costs on this machine, device and precision: seconds per training step,
-    per Wiener patch, and, for every other progress phase, per voxel (inference: per
+    per Wiener patch and block-matching reference (``per_position``, by stopwatch phase:
+    :func:`positions`), and, for every other progress phase, per voxel (inference: per
     voxel and test-time transform)."""
 
     per_step: float
     per_voxel: Dict[str, float]
-    per_wiener_patch: float = 0.0
+    per_position: Dict[str, float] = dataclasses.field(default_factory=dict)
 
     def estimate(self, shape: Tuple[int, int, int], config: NSN2NConfig) -> Estimate:
         """The seconds per progress phase of ``fit_predict`` on a stack of ``shape``."""
@@ -426,8 +438,8 @@ class Costs:
         phases = {name: self.per_voxel.get(name, 0.0) * voxels for name in PHASES}
         phases["train"] = train_seconds
         phases["predict"] *= len(TTA_ELEMENTS[config.tta]) * config.ensemble
-        phases[PROGRESS_PHASE["wiener"]] += (
-            self.per_wiener_patch * wiener_positions(shape, config.wiener_stride))
+        for name, seconds in self.per_position.items():
+            phases[PROGRESS_PHASE[name]] += seconds * positions(name, shape, config)
         return Estimate(phases, train_floor=floor)
 
 
@@ -465,7 +477,8 @@ def measure_costs(config: NSN2NConfig, patch: int,
     # are then timed on the probe by themselves.
     bare = dataclasses.replace(config, steps=PROBE_STEPS, full_budget_voxels=0,
                                max_seconds=None, tta=1, ensemble=1, patch=patch,
-                               nonlocal_strength=0.0, wiener_stride=0, guard_factor=0.0)
+                               nonlocal_strength=0.0, wiener_stride=0, block_stride=0,
+                               guard_factor=0.0)
     fit_predict(probe, dataclasses.replace(bare, steps=2))  # warm-up
     stopwatch = Stopwatch()
     steps_at: List[float] = []  # seconds into training at the end of each step
@@ -481,13 +494,14 @@ def measure_costs(config: NSN2NConfig, patch: int,
     per_step = (float(np.median(gaps)) if len(gaps) >= 3
                 else stopwatch.seconds["train"] / PROBE_STEPS)
     per_voxel: Dict[str, float] = {}
+    per_position: Dict[str, float] = {}
     for name, seconds in stopwatch.seconds.items():
-        if name not in ("train", "wiener"):
+        if name in ("wiener", "block"):
+            per_position[name] = seconds / positions(name, probe.shape, config)
+        elif name != "train":
             phase = PROGRESS_PHASE[name]
             per_voxel[phase] = per_voxel.get(phase, 0.0) + seconds / probe.size
-    patches = wiener_positions(probe.shape, config.wiener_stride)
-    return Costs(per_step, per_voxel,
-                 stopwatch.seconds.get("wiener", 0.0) / patches if patches else 0.0)
+    return Costs(per_step, per_voxel, per_position)
 
 
 def estimate(shape: Tuple[int, int, int], config: NSN2NConfig) -> Estimate:
@@ -499,6 +513,15 @@ def estimate(shape: Tuple[int, int, int], config: NSN2NConfig) -> Estimate:
     costs = measure_costs(config, effective_patch(config, height, width), (height, width))
     return costs.estimate(shape, config)
 
+
+# BLOCK_MATCHING_CT: block matching is off for CT.  Its gains take the noise as white and
+# stationary, and the mix's risks take it as stationary, and CT's noise is neither
+# (filtered back-projection shapes its spectrum, the attenuation along each ray its
+# level): on the synthetic CT 1e4 case the mix gave block matching a weight of 0.86-0.98
+# where the non-local stage alone was better (true error 152 against 122 on the
+# normalised scale), and the output lost 0.55-0.9 dB against the two stages without it
+# (41.84 dB; docs/nsn2n.md, "Block matching").  CT is known from the file or from
+# Hounsfield units (intensity.infer_modality).
 
 # Slices this much thicker than the pixels (or more) differ by anatomy that the cross-slice
 # estimate counts as noise: real 6 mm ASL over 3 mm pixels read 4.8x the repeats' noise
@@ -618,6 +641,8 @@ class NSN2N:
         array = volume.array
         axis = self._checked_axis(volume, options)
         slices = np.moveaxis(array, axis, 0)
+        if modality == intensity.CT:
+            config = dataclasses.replace(config, block_stride=0)  # BLOCK_MATCHING_CT
         sigma = rician_sigma_for(slices, modality, options.bias_correction)
         correct_bias = sigma is not None
         normalization = intensity.Normalization.fit(slices, keep_zero=correct_bias)

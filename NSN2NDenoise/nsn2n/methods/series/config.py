@@ -29,11 +29,11 @@ class SeriesConfig(NSN2NConfig):
 # results (docs/nsn2n.md, "Series") were measured with them and not re-measured since.
 # The output is the network's: its second input already averages the repeats, and on the
 # real ASL series each of NS-N2N's refinement stages (guided non-local means, Wiener,
-# guard: kept at zero here) took 1.7-1.9 dB of its 4 dB gain away (docs/nsn2n.md,
-# "Series").
+# guard: kept at zero here, like block matching, which came after) took 1.7-1.9 dB of its
+# 4 dB gain away (docs/nsn2n.md, "Series").
 PRESETS: Dict[str, Dict] = {
     name: dict(steps=steps, tta=tta, width=16, guard_factor=0.0, wiener_stride=0,
-               nonlocal_strength=0.0)
+               nonlocal_strength=0.0, block_stride=0)
     for name, steps, tta in (("fast", 500, 4), ("balanced", 1000, 8), ("best", 5000, 8))}
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from nsn2n.errors import Cancelled, InputError
 from nsn2n.methods.nsn2n import NSN2NConfig, config_for, estimate, fit_predict
-from nsn2n.methods.nsn2n.method import measure_costs, wiener_positions
+from nsn2n.methods.nsn2n.method import measure_costs, positions
 from nsn2n.metrics import psnr
 
 TINY = dict(steps=60, width=8, depth=2, patch=16, batch=2, tta=2, learning_rate=3e-3)
@@ -55,17 +55,23 @@ def test_residual_guard_runs_after_prediction_and_can_be_turned_off(noisy_phanto
     assert np.mean((guarded >= between[0]) & (guarded <= between[1])) > 0.95
 
 
-def test_the_two_refinement_stages_are_mixed_by_a_reported_weight(noisy_phantom, monkeypatch):
+def test_the_refinement_stages_are_mixed_by_reported_weights(noisy_phantom, monkeypatch):
     from nsn2n.methods.nsn2n import method as nsn2n_method
 
     _, noisy = noisy_phantom
     config = NSN2NConfig(**dict(TINY, steps=10))
     chosen, first = fit_predict(noisy, config)
-    assert 0.0 <= first.wiener_weight <= 1.0
-    _, alone = fit_predict(noisy, NSN2NConfig(**dict(TINY, steps=10, nonlocal_strength=0.0)))
-    assert alone.wiener_weight is None  # one stage: nothing to mix
-    # The mix is the one sure_weight chose: forcing that weight gives the same output.
-    monkeypatch.setattr(nsn2n_method, "sure_weight", lambda *args: first.wiener_weight)
+    assert set(first.stage_weights) == {"nonlocal", "block_matching", "wiener"}
+    assert all(w >= 0 for w in first.stage_weights.values())
+    assert sum(first.stage_weights.values()) == pytest.approx(1.0, abs=1e-3)
+    _, alone = fit_predict(noisy, NSN2NConfig(**dict(TINY, steps=10, nonlocal_strength=0.0,
+                                                     block_stride=0)))
+    assert alone.stage_weights is None  # one stage: nothing to mix
+    _, two = fit_predict(noisy, NSN2NConfig(**dict(TINY, steps=10, block_stride=0)))
+    assert set(two.stage_weights) == {"nonlocal", "wiener"}
+    # The mix is the one sure_weights chose: forcing those weights gives the same output.
+    monkeypatch.setattr(nsn2n_method, "sure_weights",
+                        lambda *args: tuple(first.stage_weights.values()))
     forced, _ = fit_predict(noisy, config)
     np.testing.assert_allclose(forced, chosen, atol=1e-3)
 
@@ -79,13 +85,15 @@ def test_same_seed_is_bit_identical_other_seed_differs(noisy_phantom):
     assert not np.array_equal(a, c)
 
 
-@pytest.mark.parametrize("stride,strength,last", [(2, 0.3, "refine"), (0, 0.3, "refine"),
-                                                 (0, 0.0, "predict")])
-def test_progress_covers_every_phase_and_ends_complete(noisy_phantom, stride, strength, last):
+@pytest.mark.parametrize("stride,strength,block,last", [
+    (2, 0.3, 3, "refine"), (0, 0.3, 0, "refine"), (0, 0.0, 3, "refine"),
+    (0, 0.0, 0, "predict")])
+def test_progress_covers_every_phase_and_ends_complete(noisy_phantom, stride, strength, block,
+                                                       last):
     _, noisy = noisy_phantom
     seen = []
     fit_predict(noisy, NSN2NConfig(**dict(TINY, steps=5, wiener_stride=stride,
-                                          nonlocal_strength=strength)),
+                                          nonlocal_strength=strength, block_stride=block)),
                 progress=seen.append)
     phases = [p.phase for p in seen]
     assert phases[0] == "prepare" and "train" in phases and "predict" in phases
@@ -136,12 +144,17 @@ def test_runtime_estimate_is_measured_and_grows_with_the_work():
     assert long.phases["train"] == pytest.approx(1000 * short.phases["train"])
     for phase in ("prepare", "predict"):  # 40 times the voxels
         assert long.phases[phase] == pytest.approx(40 * short.phases[phase])
-    assert costs.per_wiener_patch > 0  # the Wiener stage: by its patches, not its voxels
-    stride = TINY.get("wiener_stride", NSN2NConfig().wiener_stride)
+    # The Wiener stage by its patches, block matching by its references, not their voxels.
+    assert set(costs.per_position) == {"wiener", "block"}
+    assert all(cost > 0 for cost in costs.per_position.values())
+    config = NSN2NConfig(**TINY)
+
+    def by_position(shape):
+        return sum(cost * positions(name, shape, config)
+                   for name, cost in costs.per_position.items())
+
     assert long.phases["refine"] == pytest.approx(
-        40 * (short.phases["refine"] - costs.per_wiener_patch
-              * wiener_positions((8, 32, 32), stride))
-        + costs.per_wiener_patch * wiener_positions((80, 64, 64), stride))
+        40 * (short.phases["refine"] - by_position((8, 32, 32))) + by_position((80, 64, 64)))
     fewer_transforms = costs.estimate((8, 32, 32), NSN2NConfig(**dict(TINY, steps=10, tta=1)))
     assert fewer_transforms.phases["predict"] == pytest.approx(short.phases["predict"] / 2)
     capped = costs.estimate((8, 32, 32), NSN2NConfig(**dict(TINY, steps=10 ** 6,
@@ -240,10 +253,18 @@ def test_an_ensemble_averages_members_trained_with_other_seeds(noisy_phantom):
     assert not np.array_equal(one, pair) and np.isfinite(pair).all()
 
 
-def test_wiener_cost_counts_patch_positions():
-    # The 8-slice probe has one position through its depth; a 48-slice volume 41 (stride 1).
-    assert wiener_positions((8, 128, 128), 1) == 1 * 121 * 121
-    assert wiener_positions((48, 224, 192), 1) == 41 * 217 * 185
-    assert wiener_positions((48, 224, 192), 2) == 21 * 109 * 93
-    assert wiener_positions((5, 6, 40), 2) == 1 * 1 * 17  # patches clipped to the stack
-    assert wiener_positions((48, 224, 192), 0) == 0  # the stage is off
+def test_refine_costs_count_patch_positions():
+    # The 8-slice probe has one Wiener position through its depth; a 48-slice volume 41
+    # (stride 1).
+    def wiener(shape, stride):
+        return positions("wiener", shape, NSN2NConfig(wiener_stride=stride))
+
+    assert wiener((8, 128, 128), 1) == 1 * 121 * 121
+    assert wiener((48, 224, 192), 1) == 41 * 217 * 185
+    assert wiener((48, 224, 192), 2) == 21 * 109 * 93
+    assert wiener((5, 6, 40), 2) == 1 * 1 * 17  # patches clipped to the stack
+    assert wiener((48, 224, 192), 0) == 0  # the stage is off
+    # Block matching: 4-voxel cubes every 3 voxels, the last one flush with the end.
+    block = positions("block", (48, 224, 192), NSN2NConfig(block_stride=3))
+    assert block == 16 * 75 * 64
+    assert positions("block", (2, 5, 40), NSN2NConfig(block_stride=3)) == 1 * 2 * 13
