@@ -252,14 +252,15 @@ def table(rows: List[RealRow]) -> str:
         ("set", "method", "PSNR vs reference (dB)", "SSIM vs reference",
          "PSNR vs repeat (dB)", "est. true PSNR (dB)", "residual rms / sigma",
          "structure in residual", "time (s)", "notes"),
-        ((r.set, r.method, f"{r.psnr_ref:.2f}", f"{r.ssim_ref:.4f}", f"{r.psnr_repeat:.2f}",
+        # Four decimals: on the 6 mm ASL volume the product and blind BM4D differ by 0.002 dB.
+        ((r.set, r.method, f"{r.psnr_ref:.4f}", f"{r.ssim_ref:.4f}", f"{r.psnr_repeat:.2f}",
           f"{r.psnr_true:.2f}", f"{r.residual_rms:.2f}", f"{r.structure:.3f}",
           f"{r.seconds:.1f}", r.note) for r in rows))
 
 
 def run(args) -> int:
     def log(row: RealRow) -> None:
-        print(f"{row.set:26s} {row.method:58s} ref {row.psnr_ref:6.2f}  ssim {row.ssim_ref:.4f}"
+        print(f"{row.set:26s} {row.method:58s} ref {row.psnr_ref:8.4f}  ssim {row.ssim_ref:.4f}"
               f"  true {row.psnr_true:6.2f}  resid {row.residual_rms:5.2f}  structure "
               f"{row.structure:.3f}  {row.seconds:6.1f}s  {row.note}", flush=True)
 

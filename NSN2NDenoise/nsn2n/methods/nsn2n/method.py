@@ -15,8 +15,10 @@ Beyond the paper (each measured by ``python -m benchmarks ablation``):
 * an empirical Wiener stage (``refine/wiener.py``): the network output is the pilot of a 3-D DCT
   shrinkage of the noisy stack, BM4D's second stage without the block matching;
 * guided non-local means (``refine/nonlocal_means.py``): the noisy voxels averaged over a 5 x 11 x
-  11 neighbourhood with weights from the network output's patches; the output mixes this
-  and the Wiener stage by their risk (Stein's unbiased estimate, ``refine/combine.py``);
+  11 neighbourhood with weights from the network output's patches;
+* block matching (``refine/block_matching.py``): BM4D's second stage with the guarded network
+  output as pilot (off for CT); the output mixes the three stages by their risk (Stein's
+  unbiased estimate, ``refine/combine.py``);
 * the residual guard (``refine/guard.py``), which gives back what the network removed where it
   stands out from the noise, so a nearly clean volume does not come out worse.
 """
