@@ -19,7 +19,7 @@ from . import intensity
 from .errors import InputError
 from .inference import free_device_memory, is_out_of_memory
 from .methods import REGISTRY, Method, RunReport, method_of_config, resolve_method
-from .options import DenoiseOptions
+from .options import MODALITIES, DenoiseOptions
 from .runtime import (CancelEvent, Estimate, ProgressCallback, RunClock, check_cancel,
                       require_memory, resolve_device)
 from .volume import Volume, check_voxels
@@ -66,8 +66,13 @@ def estimate(volume: Volume, options: DenoiseOptions) -> Estimate:
         one = estimate(frame_of(volume, 0), each_volume(options, count))
         return Estimate({name: count * seconds for name, seconds in one.phases.items()},
                         train_floor=count * one.train_floor)
+    # The modality found in the data, as the run will see it (NS-N2N's stages depend on
+    # it); one no option names (a file's own, e.g. PT) is left out, as the run ignores it.
+    modality = modality_of(volume, options)
+    found = (dataclasses.replace(options, modality=modality) if modality in MODALITIES
+             else options)
     estimated = method.estimate(method.stack_shape(volume, options),
-                                config_for(method, options))
+                                config_for(method, found))
     if options.max_seconds is None:
         return estimated
     phases = dict(estimated.phases)

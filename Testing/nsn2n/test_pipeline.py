@@ -311,3 +311,16 @@ def test_other_errors_are_not_retried_and_the_report_says_what_was_done(monkeypa
     volume = Volume(phantom, Geometry.identity(), "MR")
     result, report = denoise(volume, DenoiseOptions(method="nsn2n", steps=4, device="cuda"))
     assert "denoised on the CPU" in report.warning and result.array.shape == phantom.shape
+
+
+def test_the_estimate_sees_the_modality_found_in_the_data(phantom, monkeypatch):
+    from nsn2n.methods.nsn2n.method import NSN2N
+
+    seen = []
+    monkeypatch.setattr(NSN2N, "estimate", lambda self, shape, config: (
+        seen.append(config) or Estimate({"train": 1.0})))
+    estimate(Volume(ct_like(phantom), Geometry.identity()), DenoiseOptions(**FAST))
+    assert seen[-1].block_stride == 0  # Hounsfield units: CT, as the run will find
+    estimate(Volume((phantom * 1000).astype(np.float32), Geometry.identity()),
+             DenoiseOptions(**FAST))
+    assert seen[-1].block_stride > 0

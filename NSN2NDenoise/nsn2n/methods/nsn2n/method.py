@@ -516,7 +516,7 @@ def estimate(shape: Tuple[int, int, int], config: NSN2NConfig) -> Estimate:
     return costs.estimate(shape, config)
 
 
-# BLOCK_MATCHING_CT: block matching is off for CT.  Its gains take the noise as white and
+# Block matching is off for CT.  Its gains take the noise as white and
 # stationary, and the mix's risks take it as stationary, and CT's noise is neither
 # (filtered back-projection shapes its spectrum, the attenuation along each ray its
 # level): on the synthetic CT 1e4 case the mix gave block matching a weight of 0.86-0.98
@@ -524,6 +524,14 @@ def estimate(shape: Tuple[int, int, int], config: NSN2NConfig) -> Estimate:
 # normalised scale), and the output lost 0.55-0.9 dB against the two stages without it
 # (41.84 dB; docs/nsn2n.md, "Block matching").  CT is known from the file or from
 # Hounsfield units (intensity.infer_modality).
+
+
+def for_modality(config: NSN2NConfig, modality: Optional[str]) -> NSN2NConfig:
+    """``config`` as it runs on ``modality``: without block matching on CT (above).  The
+    run and its time estimate both apply it (the pipeline passes the modality it found)."""
+    if modality is not None and modality.upper() == intensity.CT:
+        return dataclasses.replace(config, block_stride=0)
+    return config
 
 # Slices this much thicker than the pixels (or more) differ by anatomy that the cross-slice
 # estimate counts as noise: real 6 mm ASL over 3 mm pixels read 4.8x the repeats' noise
@@ -613,7 +621,8 @@ class NSN2N:
     series = False
 
     def config(self, options: DenoiseOptions) -> NSN2NConfig:
-        config = config_for(options.preset, **training_overrides(options))
+        config = for_modality(config_for(options.preset, **training_overrides(options)),
+                              options.modality)
         if options.model is not None and options.steps is None:  # a fine-tune
             config = dataclasses.replace(config, steps=max(1, round(FINE_TUNE_SHARE
                                                                    * config.steps)))
@@ -643,8 +652,7 @@ class NSN2N:
         array = volume.array
         axis = self._checked_axis(volume, options)
         slices = np.moveaxis(array, axis, 0)
-        if modality == intensity.CT:
-            config = dataclasses.replace(config, block_stride=0)  # BLOCK_MATCHING_CT
+        config = for_modality(config, modality)
         sigma = rician_sigma_for(slices, modality, options.bias_correction)
         correct_bias = sigma is not None
         normalization = intensity.Normalization.fit(slices, keep_zero=correct_bias)

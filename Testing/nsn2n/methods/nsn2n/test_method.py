@@ -268,3 +268,17 @@ def test_refine_costs_count_patch_positions():
     block = positions("block", (48, 224, 192), NSN2NConfig(block_stride=3))
     assert block == 16 * 75 * 64
     assert positions("block", (2, 5, 40), NSN2NConfig(block_stride=3)) == 1 * 2 * 13
+
+
+def test_ct_runs_and_is_estimated_without_block_matching():
+    from nsn2n.methods.nsn2n.method import NSN2N, for_modality
+    from nsn2n.options import DenoiseOptions
+
+    config = NSN2NConfig()
+    assert config.block_stride > 0
+    assert for_modality(config, "CT").block_stride == 0
+    assert for_modality(config, "ct").block_stride == 0
+    assert for_modality(config, "MR") == config and for_modality(config, None) == config
+    # The pipeline's estimate passes the modality it found in the data through the options.
+    assert NSN2N().config(DenoiseOptions(modality="CT")).block_stride == 0
+    assert NSN2N().config(DenoiseOptions()).block_stride == config.block_stride
