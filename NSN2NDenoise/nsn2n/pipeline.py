@@ -60,17 +60,17 @@ def estimate(volume: Volume, options: DenoiseOptions) -> Estimate:
     """Expected wall seconds of ``denoise(volume, options)`` on this machine, per phase
     (the method timed on small probes; takes a second or two)."""
     check_voxels(volume.array)
-    method = method_for(volume, options)
+    # The modality found in the data, once, as the run will see it (NS-N2N's stages depend
+    # on it); one no option names (a file's own, e.g. PT) is left out, as the run ignores it.
+    modality = modality_of(volume, options)
+    found = (dataclasses.replace(options, modality=modality) if modality in MODALITIES
+             else options)
+    method = method_for(volume, found)
     if volume.dimension == 4 and not method.series:  # volume by volume
         count = len(volume.array)
         one = estimate(frame_of(volume, 0), each_volume(options, count))
         return Estimate({name: count * seconds for name, seconds in one.phases.items()},
                         train_floor=count * one.train_floor)
-    # The modality found in the data, as the run will see it (NS-N2N's stages depend on
-    # it); one no option names (a file's own, e.g. PT) is left out, as the run ignores it.
-    modality = modality_of(volume, options)
-    found = (dataclasses.replace(options, modality=modality) if modality in MODALITIES
-             else options)
     estimated = method.estimate(method.stack_shape(volume, options),
                                 config_for(method, found))
     if options.max_seconds is None:

@@ -330,7 +330,9 @@ def refine(slices: np.ndarray, network_output: np.ndarray, noise: NoiseEstimate,
     guard = config.guard_factor > 0
     several = sum((config.nonlocal_strength > 0, config.wiener_stride > 0,
                    config.block_stride > 0)) > 1
-    lags = in_plane_autocovariance(noise.spectrum, max(NONLOCAL_SEARCH[1:]))
+    # The noise covariance their risks need: only when there is a mix to weigh.
+    lags = (in_plane_autocovariance(noise.spectrum, max(NONLOCAL_SEARCH[1:])) if several
+            else None)
     stages: Dict[str, np.ndarray] = {}
     kept: Dict[str, float] = {}  # what each stage keeps of the noise: their risks
     if config.nonlocal_strength > 0:  # before the guard and the Wiener stage overwrite it
